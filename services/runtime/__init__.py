@@ -1,0 +1,40 @@
+"""The runtime every OrderFlow service stands on: delivery guarantees, storage, HTTP, metrics, logs.
+
+Modules are imported by name (``from services.runtime import outbox``); the names below are the small public
+surface service modules use.
+"""
+
+from services.runtime.config import Settings
+from services.runtime.consumer import Handler
+from services.runtime.errors import (
+    BrokerUnavailable,
+    ConfigError,
+    OrderFlowError,
+    Permanent,
+    RequestError,
+    Retryable,
+    StoreUnavailable,
+)
+from services.runtime.http import Request, Response, Route
+from services.runtime.service import Definition, Runtime, Service, Ticker
+from services.runtime.tx import Tx
+
+__all__ = [
+    "BrokerUnavailable",
+    "ConfigError",
+    "Definition",
+    "Handler",
+    "OrderFlowError",
+    "Permanent",
+    "Request",
+    "RequestError",
+    "Response",
+    "Retryable",
+    "Route",
+    "Runtime",
+    "Service",
+    "Settings",
+    "StoreUnavailable",
+    "Ticker",
+    "Tx",
+]

@@ -1,0 +1,220 @@
+"""The consumer loop: read a batch, apply it in one transaction, dead-letter the poison, then commit offsets.
+
+Offsets are committed only after the state change (and the outbox rows it produced) is durable, so a crash at
+any point re-delivers at most the last batch, which the inbox turns into no-ops. A transient failure retries the
+same batch with backoff, forever, and never dead-letters. A handler that fails for good on one message is found
+by re-running the batch one message per transaction; only that message is dead-lettered.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+
+import sqlalchemy as sa
+from confluent_kafka import Consumer, KafkaException, Message, TopicPartition
+
+from services.events import Delivery, Event, Poison, codec
+from services.runtime import faults, inbox, outbox
+from services.runtime.backoff import Backoff
+from services.runtime.db import Store
+from services.runtime.dlq import DeadLetter, DeadLetterPublisher
+from services.runtime.errors import Permanent, Retryable
+from services.runtime.metrics import Metrics
+from services.runtime.tx import Tx
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[[Tx, Event], None]
+
+HANDLER_ATTEMPTS = 3
+
+
+class Stopping(Exception):
+    """Shutdown was requested while a batch was still being retried; its offsets stay uncommitted."""
+
+
+@dataclass(frozen=True, slots=True)
+class Item:
+    event: Event
+    delivery: Delivery
+    message: Message
+
+
+class ConsumerLoop:
+    def __init__(
+        self,
+        *,
+        service: str,
+        prefix: str,
+        consumer: Consumer,
+        store: Store,
+        tables: Mapping[str, sa.Table],
+        handlers: Mapping[str, Handler],
+        dlq: DeadLetterPublisher,
+        metrics: Metrics,
+        on_committed: Callable[[], None],
+        batch_size: int,
+        batch_timeout: float,
+    ) -> None:
+        self.service = service
+        self.prefix = prefix
+        self.consumer = consumer
+        self.store = store
+        self.inbox = tables["inbox"]
+        self.outbox = tables["outbox"]
+        self.handlers = handlers
+        self.dlq = dlq
+        self.metrics = metrics
+        self.on_committed = on_committed
+        self.batch_size = batch_size
+        self.batch_timeout = batch_timeout
+        self.last_poll = time.monotonic()
+        self._stop = threading.Event()
+
+    def run(self, stop: threading.Event) -> None:
+        self._stop = stop
+        while not stop.is_set():
+            self.last_poll = time.monotonic()
+            messages = self.consumer.consume(num_messages=self.batch_size, timeout=self.batch_timeout)
+            if not messages:
+                continue
+            try:
+                self.process(messages)
+            except Stopping:
+                log.warning("stopping with a batch not applied; it will be redelivered")
+                return
+
+    # -- one batch -------------------------------------------------------------------------------------------
+
+    def process(self, messages: Sequence[Message]) -> None:
+        started = time.perf_counter()
+        offsets: dict[tuple[str, int], int] = {}
+        items: list[Item] = []
+        letters: list[DeadLetter] = []
+        for m in messages:
+            err = m.error()
+            if err is not None:
+                if err.fatal():
+                    raise KafkaException(err)
+                log.warning("consumer error: %s", err)
+                continue
+            topic, partition, offset = m.topic(), m.partition(), m.offset()
+            offsets[(topic, partition)] = max(offsets.get((topic, partition), -1), offset)
+            delivery = Delivery(topic, partition, offset)
+            try:
+                event = codec.decode(key=m.key(), value=m.value(), headers=m.headers())
+            except Poison as p:
+                letters.append(_letter(m, delivery, p.reason, p.detail))
+                continue
+            if event.type not in self.handlers:
+                self.metrics.ignored.inc()
+                continue
+            items.append(Item(event, delivery, m))
+        if items:
+            self._apply(items, letters)
+        if letters:
+            self._retrying(lambda: self.dlq.publish(letters))
+            for letter in letters:
+                self.metrics.count_dead_lettered(letter.reason)
+                log.warning(
+                    "dead-lettered: %s",
+                    letter.detail,
+                    extra={"reason": letter.reason, "topic": letter.topic, "partition": letter.partition,
+                           "offset": letter.offset},
+                )
+        self._commit(offsets)
+        self.on_committed()
+        self.metrics.batch_size.observe(len(messages))
+        self.metrics.batch_seconds.observe(time.perf_counter() - started)
+
+    def _apply(self, items: Sequence[Item], letters: list[DeadLetter]) -> None:
+        try:
+            self._retrying(lambda: self._transaction(items))
+            return
+        except Stopping:
+            raise
+        except Exception as e:
+            log.warning("batch of %d failed (%s); applying one message per transaction", len(items), e)
+        for item in items:
+            attempts = 0
+            while True:
+                try:
+                    self._retrying(lambda item=item: self._transaction([item]))
+                    break
+                except Stopping:
+                    raise
+                except Permanent as p:
+                    letters.append(_letter(item.message, item.delivery, p.reason, p.detail))
+                    break
+                except Exception as e:
+                    attempts += 1
+                    if attempts >= HANDLER_ATTEMPTS:
+                        log.exception(
+                            "handler failed %d times; dead-lettering",
+                            attempts,
+                            extra={"order_id": item.event.subject, "event_id": item.event.id},
+                        )
+                        letters.append(_letter(item.message, item.delivery, "handler_error", f"{type(e).__name__}: {e}"))
+                        break
+
+    def _transaction(self, items: Sequence[Item]) -> None:
+        with self.store.write() as conn:
+            new = inbox.record_new(conn, self.inbox, [i.event for i in items])
+            tx = Tx(conn, service=self.service, prefix=self.prefix)
+            for event in new:
+                tx.traceparent = event.traceparent
+                self.handlers[event.type](tx, event)
+            outbox.append(conn, self.outbox, tx.pending)
+            faults.reach("consumer.mid_batch")
+        faults.reach("consumer.after_commit")
+        duplicates = len(items) - len(new)
+        if duplicates:
+            self.metrics.duplicates.inc(duplicates)
+        for event in new:
+            self.metrics.count_consumed(event.type)
+        for event in tx.emitted:
+            log.info("emitted %s", event.type, extra={"order_id": event.subject, "event_id": event.id,
+                                                      "event_type": event.type})
+
+    def _retrying(self, work: Callable[[], None]) -> None:
+        """Run ``work`` until it does not raise ``Retryable`` (or an integrity race), backing off in between."""
+        backoff = Backoff()
+        while True:
+            try:
+                work()
+                return
+            except (Retryable, sa.exc.IntegrityError) as e:
+                if self._stop.is_set():
+                    raise Stopping() from e
+                delay = backoff.next()
+                self.metrics.retries.inc()
+                log.warning("transient failure, retrying in %.1fs: %s", delay, e)
+                self._stop.wait(delay)
+
+    def _commit(self, offsets: Mapping[tuple[str, int], int]) -> None:
+        if not offsets:
+            return
+        try:
+            self.consumer.commit(
+                offsets=[TopicPartition(t, p, o + 1) for (t, p), o in offsets.items()], asynchronous=False
+            )
+        except KafkaException as e:
+            # The state is committed; the worst case is a redelivery that the inbox absorbs.
+            log.warning("offset commit failed (the batch will be redelivered and skipped): %s", e)
+
+
+def _letter(m: Message, d: Delivery, reason: str, detail: str) -> DeadLetter:
+    return DeadLetter(
+        reason=reason,
+        detail=detail,
+        topic=d.topic,
+        partition=d.partition,
+        offset=d.offset,
+        key=m.key(),
+        value=m.value(),
+        headers=m.headers() or [],
+    )
