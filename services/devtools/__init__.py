@@ -1,0 +1,1 @@
+"""Developer tooling that ships with OrderFlow: a local Kafka broker."""
