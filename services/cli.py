@@ -40,7 +40,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "kafka": "services.devtools.kafka",
         "demo": "services.demo",
         "operator": "orderflow_operator.main",
-        "contracts": "services.contracts",
+        "contracts": "services.devtools.contracts",
     }
     if argv and argv[0] in delegated:
         return _delegate(delegated[argv[0]], argv[1:])

@@ -65,18 +65,20 @@ def on_order_created(tx: Tx, event: Event) -> None:
     if charged:
         tx.conn.execute(payments.insert().values(**row, state=CHARGED))
         money = {"amount_minor": amount, "currency": currency}
-        tx.emit(catalog.PAYMENT_CHARGED, {"order_id": order_id, "customer_id": customer, "amount": money},
-                subject=order_id)
+        tx.emit(
+            catalog.PAYMENT_CHARGED, {"order_id": order_id, "customer_id": customer, "amount": money}, subject=order_id
+        )
         return
     account = tx.conn.execute(sa.select(accounts.c.currency).where(accounts.c.customer_id == customer)).first()
     reason = (
-        "unknown_account" if account is None
-        else "currency_mismatch" if account.currency != currency
+        "unknown_account"
+        if account is None
+        else "currency_mismatch"
+        if account.currency != currency
         else "insufficient_funds"
     )
     tx.conn.execute(payments.insert().values(**row, state=FAILED, reason=reason))
-    tx.emit(catalog.PAYMENT_FAILED, {"order_id": order_id, "customer_id": customer, "reason": reason},
-            subject=order_id)
+    tx.emit(catalog.PAYMENT_FAILED, {"order_id": order_id, "customer_id": customer, "reason": reason}, subject=order_id)
 
 
 def refund(tx: Tx, order_id: OrderId, reason: str) -> None:
@@ -85,7 +87,12 @@ def refund(tx: Tx, order_id: OrderId, reason: str) -> None:
     if row is None:
         tx.conn.execute(
             payments.insert().values(
-                order_id=order_id, customer_id="", amount_minor=0, currency="XXX", state=VOID, reason=reason,
+                order_id=order_id,
+                customer_id="",
+                amount_minor=0,
+                currency="XXX",
+                state=VOID,
+                reason=reason,
                 updated_at=tx.now,
             )
         )

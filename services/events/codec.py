@@ -63,9 +63,7 @@ def _is_datetime(value: str) -> bool:
     return True
 
 
-_VALIDATORS: Final[Mapping[str, Callable[[Any], Any]]] = {
-    t: _compile(e.schema) for t, e in catalog.CATALOG.items()
-}
+_VALIDATORS: Final[Mapping[str, Callable[[Any], Any]]] = {t: _compile(e.schema) for t, e in catalog.CATALOG.items()}
 
 
 def validate(event_type: str, data: Any) -> None:
@@ -95,14 +93,10 @@ def encode(event: Event, *, prefix: str) -> KafkaRecord:
         attributes["traceparent"] = event.traceparent
     message = ce_kafka.to_binary(CloudEvent(attributes, dict(event.data)), _FORMAT)
     key = message.key.encode() if isinstance(message.key, str) else (message.key or b"")
-    return KafkaRecord(
-        topic=entry.topic(prefix), key=key, value=message.value, headers=tuple(message.headers.items())
-    )
+    return KafkaRecord(topic=entry.topic(prefix), key=key, value=message.value, headers=tuple(message.headers.items()))
 
 
-def decode(
-    *, key: bytes | None, value: bytes | None, headers: list[tuple[str, bytes | None]] | None
-) -> Event:
+def decode(*, key: bytes | None, value: bytes | None, headers: list[tuple[str, bytes | None]] | None) -> Event:
     """Parse a consumed Kafka message into an ``Event`` or raise ``Poison`` saying why it cannot be one."""
     header_map = {name: v for name, v in (headers or ()) if v is not None}
     binary = any(name.lower().startswith("ce_") for name in header_map)

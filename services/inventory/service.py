@@ -221,8 +221,12 @@ def routes(rt: Runtime) -> list[Route]:
             row = conn.execute(sa.select(reservations).where(reservations.c.order_id == order_id)).first()
         if row is None:
             raise RequestError(404, f"inventory has seen no event for order {order_id}")
-        return 200, {"order_id": row.order_id, "state": row.state, "reason": row.reason,
-                     "items": _as_items(json.loads(row.items))}
+        return 200, {
+            "order_id": row.order_id,
+            "state": row.state,
+            "reason": row.reason,
+            "items": _as_items(json.loads(row.items)),
+        }
 
     return [
         Route("GET", "/stock", list_stock),

@@ -67,10 +67,16 @@ CANCELLED: Final = "CANCELLED"
 
 # What each consumed event says about the order's stock and payment. Ranks only grow, so a duplicate or a late
 # event can never move an order backwards (e.g. RELEASED back to RESERVED).
-_STOCK: Final = {catalog.STOCK_RESERVED: "RESERVED", catalog.STOCK_REJECTED: "REJECTED",
-                 catalog.STOCK_RELEASED: "RELEASED"}
-_PAYMENT: Final = {catalog.PAYMENT_CHARGED: "CHARGED", catalog.PAYMENT_FAILED: "FAILED",
-                   catalog.PAYMENT_REFUNDED: "REFUNDED"}
+_STOCK: Final = {
+    catalog.STOCK_RESERVED: "RESERVED",
+    catalog.STOCK_REJECTED: "REJECTED",
+    catalog.STOCK_RELEASED: "RELEASED",
+}
+_PAYMENT: Final = {
+    catalog.PAYMENT_CHARGED: "CHARGED",
+    catalog.PAYMENT_FAILED: "FAILED",
+    catalog.PAYMENT_REFUNDED: "REFUNDED",
+}
 _RANK: Final = {"NONE": 0, "RESERVED": 1, "REJECTED": 1, "CHARGED": 1, "FAILED": 1, "RELEASED": 2, "REFUNDED": 2}
 
 
@@ -87,14 +93,19 @@ def _record(tx: Tx, event: Event) -> bool:
     """Put ``event`` on the order's timeline; false when the order is unknown here."""
     tx.conn.execute(
         timeline.insert().values(
-            order_id=event.subject, event_id=event.id, event_type=event.type, source=event.source,
-            time=event.time, recorded_at=tx.now,
+            order_id=event.subject,
+            event_id=event.id,
+            event_type=event.type,
+            source=event.source,
+            time=event.time,
+            recorded_at=tx.now,
         )
     )
     known = tx.conn.execute(sa.select(orders.c.order_id).where(orders.c.order_id == event.subject)).first()
     if known is None:
-        log.warning("event for an order this service never created", extra={"order_id": event.subject,
-                                                                           "event_id": event.id})
+        log.warning(
+            "event for an order this service never created", extra={"order_id": event.subject, "event_id": event.id}
+        )
     return known is not None
 
 
@@ -122,8 +133,12 @@ def on_outcome(tx: Tx, event: Event) -> None:
     else:
         current = tx.conn.execute(sa.select(orders.c.status).where(orders.c.order_id == event.subject)).scalar_one()
         if current != status:
-            log.error("conflicting outcome %s for a %s order", event.type, current,
-                      extra={"order_id": event.subject, "event_id": event.id})
+            log.error(
+                "conflicting outcome %s for a %s order",
+                event.type,
+                current,
+                extra={"order_id": event.subject, "event_id": event.id},
+            )
 
 
 HANDLERS: Final = {
@@ -207,8 +222,9 @@ def routes(rt: Runtime) -> list[Route]:
         body = _NEW_ORDER(request.json())
         skus = [line["sku"] for line in body["items"]]
         if len(set(skus)) != len(skus):
-            raise RequestError(422, "each SKU may appear once in items; add up the quantities",
-                               details={"field": "body.items"})
+            raise RequestError(
+                422, "each SKU may appear once in items; add up the quantities", details={"field": "body.items"}
+            )
         key = request.headers.get("idempotency-key")
         if key is not None and not 1 <= len(key) <= 200:
             raise RequestError(400, "Idempotency-Key must be 1 to 200 characters")
@@ -219,7 +235,8 @@ def routes(rt: Runtime) -> list[Route]:
                 if seen is not None:
                     if seen.request_hash != digest:
                         raise RequestError(
-                            422, "this Idempotency-Key was used for a different request; use a new key",
+                            422,
+                            "this Idempotency-Key was used for a different request; use a new key",
                             details={"order_id": seen.order_id},
                         )
                     existing = load(tx.conn, seen.order_id)
@@ -230,8 +247,13 @@ def routes(rt: Runtime) -> list[Route]:
             total = sum(int(line["quantity"]) * int(line["unit_price_minor"]) for line in body["items"])
             tx.conn.execute(
                 orders.insert().values(
-                    order_id=order_id, customer_id=body["customer_id"], items=json.dumps(body["items"]),
-                    total_minor=total, currency=body["currency"], status=PENDING, created_at=tx.now,
+                    order_id=order_id,
+                    customer_id=body["customer_id"],
+                    items=json.dumps(body["items"]),
+                    total_minor=total,
+                    currency=body["currency"],
+                    status=PENDING,
+                    created_at=tx.now,
                     deadline=deadline,
                 )
             )

@@ -66,8 +66,10 @@ def create_engine(url: str) -> Engine:
         return _sqlite_engine(parsed)
     if parsed.get_backend_name() == "postgresql":
         return sa.create_engine(parsed, pool_size=8, max_overflow=8, pool_pre_ping=True)
-    raise ConfigError(f"ORDERFLOW_DATABASE_URL: unsupported database {parsed.get_backend_name()!r} "
-                      "(use sqlite:///path or postgresql://...)")
+    raise ConfigError(
+        f"ORDERFLOW_DATABASE_URL: unsupported database {parsed.get_backend_name()!r} "
+        "(use sqlite:///path or postgresql://...)"
+    )
 
 
 class Store:

@@ -72,4 +72,6 @@ class DeadLetterPublisher:
                 raise BrokerUnavailable(f"cannot produce to {self.topic}: {e}") from e
         remaining = self.producer.flush(30)
         if failures or remaining:
-            raise BrokerUnavailable(f"dead-letter publish to {self.topic} not acknowledged: {failures[:1] or remaining}")
+            raise BrokerUnavailable(
+                f"dead-letter publish to {self.topic} not acknowledged: {failures[:1] or remaining}"
+            )

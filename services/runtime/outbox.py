@@ -24,6 +24,7 @@ from confluent_kafka import KafkaError, KafkaException, Producer
 from sqlalchemy.engine import Connection
 
 from services.events import KafkaRecord, utcnow
+from services.runtime import faults
 from services.runtime.backoff import Backoff
 from services.runtime.db import Store
 from services.runtime.errors import BrokerUnavailable, Retryable
@@ -111,8 +112,6 @@ class Relay:
         self._lease_until = 0.0
         self._wake = threading.Event()
         self.last_cycle = time.monotonic()
-        # A test seam: called after Kafka acknowledged a batch and before its rows are deleted.
-        self.after_publish: Callable[[], None] | None = None
 
     def wake(self) -> None:
         self._wake.set()
@@ -151,7 +150,9 @@ class Relay:
         o = self.outbox
         with self.store.read() as conn:
             rows = conn.execute(
-                sa.select(o.c.seq, o.c.topic, o.c.msg_key, o.c.value, o.c.headers).order_by(o.c.seq).limit(self.batch_size)
+                sa.select(o.c.seq, o.c.topic, o.c.msg_key, o.c.value, o.c.headers)
+                .order_by(o.c.seq)
+                .limit(self.batch_size)
             ).all()
         if not rows:
             self.metrics.outbox_backlog.set(0)
@@ -181,8 +182,7 @@ class Relay:
                 except KafkaException as e:
                     raise BrokerUnavailable(f"cannot produce to {row.topic}: {e}") from e
         self.producer.flush(30)
-        if self.after_publish is not None:
-            self.after_publish()
+        faults.reach("relay.after_publish")
         if delivered:
             with self.store.write() as conn:
                 for chunk in _chunks(delivered, 500):

@@ -20,7 +20,7 @@ from confluent_kafka import Consumer, Producer
 from confluent_kafka.admin import AdminClient
 
 from services.events import catalog
-from services.runtime import inbox, logs, outbox, topics
+from services.runtime import inbox, outbox, topics
 from services.runtime.config import Settings
 from services.runtime.consumer import ConsumerLoop, Handler
 from services.runtime.db import Store
@@ -162,7 +162,11 @@ class Service:
         self._ready = True
         log.info(
             "%s started: http on %s:%d, consuming %s as %s",
-            self.definition.name, s.http_host, self.http.port, ", ".join(self.subscriptions()), s.group,
+            self.definition.name,
+            s.http_host,
+            self.http.port,
+            ", ".join(self.subscriptions()),
+            s.group,
         )
 
     def stop(self, drain_s: float = 5.0) -> None:

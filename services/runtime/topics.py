@@ -18,7 +18,9 @@ from services.runtime.errors import BrokerUnavailable
 log = logging.getLogger(__name__)
 
 
-def ensure(admin: AdminClient, topics: Iterable[str], *, partitions: int, replication: int, timeout: float = 30) -> None:
+def ensure(
+    admin: AdminClient, topics: Iterable[str], *, partitions: int, replication: int, timeout: float = 30
+) -> None:
     """Create each of ``topics`` that does not exist yet; existing ones are left as they are."""
     wanted = sorted(set(topics))
     try:

@@ -121,18 +121,24 @@ SCAN_LIMIT: Final = 500
 def expire(rt: Runtime) -> int:
     """Cancel every open order whose deadline has passed; return how many this call cancelled."""
     with rt.transaction() as tx:
-        due = tx.conn.execute(
-            sa.select(shipments.c.order_id)
-            .where(shipments.c.outcome.is_(None), shipments.c.deadline <= tx.now)
-            .order_by(shipments.c.deadline)
-            .limit(SCAN_LIMIT)
-        ).scalars().all()
+        due = (
+            tx.conn.execute(
+                sa.select(shipments.c.order_id)
+                .where(shipments.c.outcome.is_(None), shipments.c.deadline <= tx.now)
+                .order_by(shipments.c.deadline)
+                .limit(SCAN_LIMIT)
+            )
+            .scalars()
+            .all()
+        )
         for order_id in due:
             cancel(tx, OrderId(order_id), "deadline_exceeded")
         cancelled = len(tx.emitted)
     for event in tx.emitted:
-        log.info("deadline passed: cancelled", extra={"order_id": event.subject, "event_id": event.id,
-                                                     "reason": "deadline_exceeded"})
+        log.info(
+            "deadline passed: cancelled",
+            extra={"order_id": event.subject, "event_id": event.id, "reason": "deadline_exceeded"},
+        )
     return cancelled
 
 

@@ -1,0 +1,46 @@
+# OrderFlow — the commands a newcomer needs. `make help` lists them.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+# The virtualenv is rebuilt whenever pyproject.toml changes.
+STAMP := $(VENV)/.installed-$(shell sha1sum pyproject.toml 2>/dev/null | cut -c1-12)
+export PACT_DO_NOT_TRACK := true
+
+.PHONY: help venv demo test bench lint prereqs kafka-start kafka-stop clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 16
+
+venv: $(STAMP) ## create .venv and install OrderFlow with its dev tools
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[dev]'
+	@rm -f $(VENV)/.installed-* && touch $@
+
+demo: venv ## run the four services on a local Kafka and place a batch of orders
+	$(BIN)/orderflow demo
+
+prereqs: venv ## fetch/build what the tests need: Kafka jars, kube-apiserver+etcd+kubectl
+	$(BIN)/python -c 'from services.devtools.kafka import ensure_jars; print("kafka jars:", ensure_jars())'
+	bash tests/envtest/build.sh
+
+test: prereqs ## run the whole test suite against real Kafka and a real kube-apiserver
+	$(BIN)/python -m pytest
+
+bench: venv ## run the benchmarks (figures are ratios to a baseline measured in the same run)
+	$(BIN)/python -m bench
+
+lint: venv ## ruff
+	$(BIN)/ruff check services operator tests
+
+kafka-start: venv ## start a local Kafka broker in the background (127.0.0.1:19092)
+	$(BIN)/orderflow kafka start
+
+kafka-stop: venv ## stop it
+	$(BIN)/orderflow kafka stop
+
+clean: ## remove the virtualenv and caches in the tree (not ~/.cache/orderflow)
+	rm -rf $(VENV) .pytest_cache .hypothesis build *.egg-info
