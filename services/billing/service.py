@@ -53,9 +53,29 @@ def _payment(tx: Tx, order_id: str) -> sa.Row[Any] | None:
 
 def on_order_created(tx: Tx, event: Event) -> None:
     order_id, data = event.subject, event.data
-    if _payment(tx, order_id) is not None:
-        return  # charged or failed already, or cancelled before the order arrived (VOID): never charge
     customer, amount, currency = str(data["customer_id"]), int(data["total"]["amount_minor"]), data["total"]["currency"]
+    existing = _payment(tx, order_id)
+    if existing is not None:
+        # Cancelled before the order arrived (VOID): never charge, but answer, so the order knows nothing is kept.
+        voided = tx.conn.execute(
+            payments.update()
+            .where(payments.c.order_id == order_id, payments.c.state == VOID)
+            .values(
+                state=FAILED,
+                reason=schemas.ORDER_CANCELLED,
+                customer_id=customer,
+                amount_minor=amount,
+                currency=currency,
+                updated_at=tx.now,
+            )
+        ).rowcount
+        if voided:
+            tx.emit(
+                catalog.PAYMENT_FAILED,
+                {"order_id": order_id, "customer_id": customer, "reason": schemas.ORDER_CANCELLED},
+                subject=order_id,
+            )
+        return
     charged = tx.conn.execute(
         accounts.update()
         .where(accounts.c.customer_id == customer, accounts.c.currency == currency, accounts.c.balance_minor >= amount)
@@ -120,6 +140,8 @@ def refund(tx: Tx, order_id: OrderId, reason: str) -> None:
 
 
 def on_stock_rejected(tx: Tx, event: Event) -> None:
+    if event.data["reason"] == schemas.ORDER_CANCELLED:
+        return  # inventory answering a cancellation: the ShipmentCancelled it answers reaches billing too
     refund(tx, event.subject, "out_of_stock")
 
 

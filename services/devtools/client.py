@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import http.client
 import json
 import urllib.error
 import urllib.request
@@ -17,7 +18,11 @@ def call(
     raw: bytes | None = None,
     timeout: float = 10,
 ) -> tuple[int, Any]:
-    """Send a request; return (status, parsed JSON body or text)."""
+    """Send a request; return (status, parsed JSON body or text).
+
+    Every transport failure — refused, reset, or a response cut short by a dying server — is an ``OSError``, so
+    a caller that waits for a restarting service has one exception to treat as "not yet".
+    """
     data = raw if raw is not None else (json.dumps(body).encode() if body is not None else None)
     request = urllib.request.Request(url, data=data, method=method)
     if body is not None and raw is None:
@@ -33,6 +38,8 @@ def call(
             )
     except urllib.error.HTTPError as e:
         status, payload, ctype = e.code, e.read(), e.headers.get("Content-Type", "")
+    except http.client.HTTPException as e:
+        raise ConnectionError(f"{method} {url}: {type(e).__name__}: {e}") from e
     if "json" in ctype:
         return status, json.loads(payload)
     return status, payload.decode()

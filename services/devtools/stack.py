@@ -49,14 +49,18 @@ class ServiceProcess:
     def alive(self) -> bool:
         return self.process is not None and self.process.poll() is None
 
+    def ready(self) -> bool:
+        """Running and answering ``/readyz`` with 200."""
+        try:
+            return self.alive() and client.call("GET", f"{self.url}/readyz", timeout=2)[0] == 200
+        except OSError:
+            return False
+
     def wait_ready(self, timeout: float = 60) -> None:
         def ready() -> bool:
             if not self.alive():
                 raise RuntimeError(f"{self.name} exited ({self.returncode}); log tail:\n{self.log_tail()}")
-            try:
-                return client.call("GET", f"{self.url}/readyz", timeout=2)[0] == 200
-            except OSError:
-                return False
+            return self.ready()
 
         until(ready, timeout=timeout, what=f"{self.name} to be ready")
 
@@ -235,11 +239,14 @@ class Stack:
         done: dict[str, dict[str, Any]] = {}
 
         def all_terminal() -> bool:
-            for order_id in list(pending):
-                body = self.order(order_id)
-                if body["status"] != "PENDING":
-                    done[order_id] = body
-                    pending.discard(order_id)
+            try:
+                for order_id in list(pending):
+                    body = self.order(order_id)
+                    if body["status"] != "PENDING":
+                        done[order_id] = body
+                        pending.discard(order_id)
+            except OSError:
+                return False  # the order service is restarting; ask again
             return not pending
 
         until(

@@ -50,6 +50,9 @@ ORDER_LINES: Final[Schema] = {
     },
 }
 CANCEL_REASON: Final[Schema] = {"enum": ["out_of_stock", "payment_declined", "deadline_exceeded"]}
+# The answer of a service that heard of an order only after it was cancelled: it took nothing, and says so, so
+# that the order service can tell "compensation complete" from "not answered yet".
+ORDER_CANCELLED: Final = "order_cancelled"
 
 
 def _object(title: str, description: str, properties: Mapping[str, Schema]) -> Schema:
@@ -83,10 +86,11 @@ SCHEMAS: Final[Mapping[str, Schema]] = {
     ),
     "dev.orderflow.stock.rejected.v1": _object(
         "StockRejected",
-        "The order could not be reserved; nothing was taken.",
+        "The order could not be reserved, or was cancelled before inventory saw it (reason order_cancelled); "
+        "nothing was taken.",
         {
             "order_id": ORDER_ID,
-            "reason": {"enum": ["out_of_stock", "unknown_sku"]},
+            "reason": {"enum": ["out_of_stock", "unknown_sku", ORDER_CANCELLED]},
             "missing": {
                 "type": "array",
                 "items": {
@@ -113,11 +117,12 @@ SCHEMAS: Final[Mapping[str, Schema]] = {
     ),
     "dev.orderflow.payment.failed.v1": _object(
         "PaymentFailed",
-        "The customer's account could not be charged; nothing was taken.",
+        "The customer's account could not be charged, or the order was cancelled before billing saw it "
+        "(reason order_cancelled); nothing was taken.",
         {
             "order_id": ORDER_ID,
             "customer_id": CUSTOMER_ID,
-            "reason": {"enum": ["insufficient_funds", "unknown_account", "currency_mismatch"]},
+            "reason": {"enum": ["insufficient_funds", "unknown_account", "currency_mismatch", ORDER_CANCELLED]},
         },
     ),
     "dev.orderflow.payment.refunded.v1": _object(

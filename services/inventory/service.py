@@ -69,8 +69,16 @@ def _state(tx: Tx, order_id: str) -> sa.Row[Any] | None:
 
 def on_order_created(tx: Tx, event: Event) -> None:
     order_id = event.subject
-    if _state(tx, order_id) is not None:
-        return  # already decided, or cancelled before it arrived (VOID): never reserve
+    row = _state(tx, order_id)
+    if row is not None:
+        # Cancelled before it arrived (VOID): never reserve, but answer, so the order knows nothing is held.
+        if row.state == VOID and _transition(tx, order_id, frm=VOID, to=REJECTED, reason=schemas.ORDER_CANCELLED):
+            tx.emit(
+                catalog.STOCK_REJECTED,
+                {"order_id": order_id, "reason": schemas.ORDER_CANCELLED, "missing": []},
+                subject=order_id,
+            )
+        return
     lines = _lines(event.data["items"])
     taken: list[tuple[str, int]] = []
     for sku, quantity in lines.items():
@@ -145,6 +153,8 @@ def release(tx: Tx, order_id: OrderId, reason: str) -> None:
 
 
 def on_payment_failed(tx: Tx, event: Event) -> None:
+    if event.data["reason"] == schemas.ORDER_CANCELLED:
+        return  # billing answering a cancellation: the ShipmentCancelled it answers reaches inventory too
     release(tx, event.subject, "payment_declined")
 
 

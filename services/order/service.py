@@ -85,8 +85,13 @@ def _aware(moment: datetime) -> datetime:
 
 
 def compensated(row: Any) -> bool:
-    """Nothing is still taken from a cancelled order: no stock held, no money kept."""
-    return row.stock != "RESERVED" and row.payment != "CHARGED"
+    """Both inventory and billing have answered, and neither still holds anything of the order.
+
+    Every accepted order gets an answer from each (reserved or rejected; charged or failed — including the
+    ``order_cancelled`` answer of one that heard of the order only after its cancellation), so "not answered
+    yet" is never mistaken for "nothing to give back".
+    """
+    return row.stock in ("REJECTED", "RELEASED") and row.payment in ("FAILED", "REFUNDED")
 
 
 def _record(tx: Tx, event: Event) -> bool:

@@ -52,9 +52,9 @@ class Settings:
     def group(self) -> str:
         return self.consumer_group or f"{self.topic_prefix}-{self.service}"
 
-    def kafka_config(self, **extra: object) -> dict[str, object]:
-        """librdkafka configuration: bootstrap, pass-through options, then ``extra`` for the caller's role."""
-        return {"bootstrap.servers": self.kafka_bootstrap, **self.kafka_options, **extra}
+    def kafka_config(self, defaults: Mapping[str, object] | None = None, **required: object) -> dict[str, object]:
+        """librdkafka settings: ``defaults``, overridden by the user's ``ORDERFLOW_KAFKA_*``, then role requirements."""
+        return {**(defaults or {}), "bootstrap.servers": self.kafka_bootstrap, **self.kafka_options, **required}
 
 
 def _int(env: Mapping[str, str], name: str, default: int, *, minimum: int = 0) -> int:

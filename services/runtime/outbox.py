@@ -16,7 +16,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Sequence
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
 import sqlalchemy as sa
@@ -26,6 +26,7 @@ from sqlalchemy.engine import Connection
 from services.events import KafkaRecord, utcnow
 from services.runtime import faults
 from services.runtime.backoff import Backoff
+from services.runtime.config import Settings
 from services.runtime.db import Store
 from services.runtime.errors import BrokerUnavailable, Retryable
 from services.runtime.metrics import Metrics
@@ -34,6 +35,8 @@ log = logging.getLogger(__name__)
 
 LEASE_SECONDS: Final = 15.0
 _LEASE_NAME: Final = "outbox-relay"
+# What a released lease says: expired long ago, whatever the clocks of the other replicas say.
+_EXPIRED: Final = datetime(2000, 1, 1, tzinfo=UTC)
 
 
 def tables(metadata: sa.MetaData) -> tuple[sa.Table, sa.Table]:
@@ -77,14 +80,12 @@ def append(conn: Connection, outbox: sa.Table, records: Sequence[KafkaRecord]) -
     )
 
 
-def producer_config(base: dict[str, object]) -> dict[str, object]:
-    return {
-        **base,
-        "enable.idempotence": True,
-        "acks": "all",
-        "linger.ms": 2,
-        "message.timeout.ms": 15000,
-    }
+def producer_config(settings: Settings) -> dict[str, object]:
+    """The relay's producer: idempotent with ``acks=all`` whatever the user sets, batching tunable."""
+    return settings.kafka_config(
+        {"linger.ms": 2, "message.timeout.ms": 15000},
+        **{"enable.idempotence": True, "acks": "all"},
+    )
 
 
 class Relay:
@@ -139,6 +140,26 @@ class Relay:
                     taken = 1
         self._lease_until = now_mono + LEASE_SECONDS if taken else 0.0
         return bool(taken)
+
+    def release(self) -> None:
+        """Give the lease back on a graceful stop, so another replica's relay takes over at once.
+
+        Without this a scale-down that stops the relay replica leaves the survivors' committed events unpublished
+        until the lease expires (``LEASE_SECONDS``). A crash still waits for the expiry; that is what the lease is for.
+        """
+        if self._lease_until == 0.0:
+            return
+        self._lease_until = 0.0
+        lease = self.lease
+        try:
+            with self.store.write() as conn:
+                conn.execute(
+                    lease.update()
+                    .where(lease.c.name == _LEASE_NAME, lease.c.holder == self.holder)
+                    .values(expires_at=_EXPIRED)
+                )
+        except Retryable as e:
+            log.warning("outbox relay: could not release the lease (it expires by itself): %s", e)
 
     # -- one cycle -------------------------------------------------------------------------------------------
 

@@ -41,7 +41,7 @@ class Ticker:
 
     name: str
     interval: Callable[[Settings], float]
-    run: Callable[[Runtime], None]
+    run: Callable[[Runtime], object]
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,7 +70,7 @@ class Runtime:
         self.tables = runtime_tables(definition.metadata)
         self.store = Store(settings.database_url, definition.metadata)
         self.metrics = Metrics(definition.name)
-        self.producer = Producer(outbox.producer_config(settings.kafka_config()))
+        self.producer = Producer(outbox.producer_config(settings))
         self.relay = outbox.Relay(
             store=self.store,
             outbox=self.tables["outbox"],
@@ -102,14 +102,13 @@ class Service:
         self._tickers_alive: dict[str, float] = {}
         self.consumer = Consumer(
             settings.kafka_config(
-                **{
-                    "group.id": settings.group,
-                    "enable.auto.commit": False,
+                {
                     "auto.offset.reset": "earliest",
                     "session.timeout.ms": 10000,
                     "heartbeat.interval.ms": 1000,
                     "client.id": f"orderflow-{definition.name}",
-                }
+                },
+                **{"group.id": settings.group, "enable.auto.commit": False},
             )
         )
         self.loop = ConsumerLoop(
@@ -176,6 +175,7 @@ class Service:
         for thread in self._threads:
             thread.join(timeout=60)
         self.runtime.relay.drain(drain_s)
+        self.runtime.relay.release()
         self.consumer.close()
         self.runtime.producer.flush(10)
         self.http.stop()

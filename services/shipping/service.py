@@ -100,6 +100,8 @@ def on_order_created(tx: Tx, event: Event) -> None:
 
 def _fact(column: str, value: str) -> Any:
     def handle(tx: Tx, event: Event) -> None:
+        if event.data.get("reason") == schemas.ORDER_CANCELLED:
+            return  # an answer to a cancellation that was already decided: no news for the decision point
         _remember(tx, event.subject, **{column: value})
         _decide(tx, event.subject)
 

@@ -42,12 +42,9 @@ def stock_reserved(order_id: OrderId, *, sku: str = "SKU-1", quantity: int = 1) 
     return _event(catalog.STOCK_RESERVED, order_id, {"items": [{"sku": sku, "quantity": quantity}]})
 
 
-def stock_rejected(order_id: OrderId, *, sku: str = "SKU-1", quantity: int = 1) -> Event:
-    return _event(
-        catalog.STOCK_REJECTED,
-        order_id,
-        {"reason": "out_of_stock", "missing": [{"sku": sku, "requested": quantity, "available": 0}]},
-    )
+def stock_rejected(order_id: OrderId, *, sku: str = "SKU-1", quantity: int = 1, reason: str = "out_of_stock") -> Event:
+    missing = [] if reason == "order_cancelled" else [{"sku": sku, "requested": quantity, "available": 0}]
+    return _event(catalog.STOCK_REJECTED, order_id, {"reason": reason, "missing": missing})
 
 
 def payment_charged(order_id: OrderId, *, customer: str = "alice", amount: int = 1000) -> Event:
@@ -58,8 +55,8 @@ def payment_charged(order_id: OrderId, *, customer: str = "alice", amount: int =
     )
 
 
-def payment_failed(order_id: OrderId, *, customer: str = "alice") -> Event:
-    return _event(catalog.PAYMENT_FAILED, order_id, {"customer_id": customer, "reason": "insufficient_funds"})
+def payment_failed(order_id: OrderId, *, customer: str = "alice", reason: str = "insufficient_funds") -> Event:
+    return _event(catalog.PAYMENT_FAILED, order_id, {"customer_id": customer, "reason": reason})
 
 
 def shipment_cancelled(order_id: OrderId, *, reason: str = "deadline_exceeded") -> Event:

@@ -6,7 +6,8 @@ import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka import Consumer, ConsumerGroupTopicPartitions, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient
 
 from services.devtools.wait import until
 from services.events import Event, KafkaRecord, codec
@@ -103,3 +104,23 @@ def read_all(bootstrap: str, topic: str, *, timeout: float = 30, at_least: int =
 
 def events_of(reads: Iterable[Read], event_type: str | None = None) -> list[Event]:
     return [r.event() for r in reads if event_type is None or r.type == event_type]
+
+
+def wait_caught_up(bootstrap: str, group: str, topics: Iterable[str], *, timeout: float = 30) -> None:
+    """Wait until ``group`` has committed every message currently on ``topics`` (so it has applied them)."""
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    watcher = Consumer({"bootstrap.servers": bootstrap, "group.id": f"watcher-{uuid.uuid4().hex}"})
+    try:
+        ends: dict[tuple[str, int], int] = {}
+        for topic in topics:
+            for p in watcher.list_topics(topic, timeout=10).topics[topic].partitions:
+                ends[(topic, p)] = watcher.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1]
+
+        def caught_up() -> bool:
+            result = admin.list_consumer_group_offsets([ConsumerGroupTopicPartitions(group)])[group].result()
+            committed = {(tp.topic, tp.partition): tp.offset for tp in result.topic_partitions or []}
+            return all(committed.get(k, -1) >= end for k, end in ends.items() if end > 0)
+
+        until(caught_up, timeout=timeout, what=f"{group} to consume everything on {sorted(set(topics))}", interval=0.05)
+    finally:
+        watcher.close()
