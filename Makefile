@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell sha1sum pyproject.toml 2>/dev/null | cut -c1-12)
 export PACT_DO_NOT_TRACK := true
 
-.PHONY: help venv demo test bench lint prereqs kafka-start kafka-stop clean
+.PHONY: help venv demo test bench lint prereqs contracts contracts-verify contracts-generate kafka-start kafka-stop clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 16
@@ -23,15 +23,26 @@ $(STAMP): pyproject.toml
 demo: venv ## run the four services on a local Kafka and place a batch of orders
 	$(BIN)/orderflow demo
 
-prereqs: venv ## fetch/build what the tests need: Kafka jars, kube-apiserver+etcd+kubectl
+prereqs: venv ## fetch/build what the tests need: Kafka jars, kube-apiserver+etcd+kubectl, the AsyncAPI validator
 	$(BIN)/python -c 'from services.devtools.kafka import ensure_jars; print("kafka jars:", ensure_jars())'
 	bash tests/envtest/build.sh
+	bash contracts/tools/install-asyncapi.sh
 
 test: prereqs ## run the whole test suite against real Kafka and a real kube-apiserver
 	$(BIN)/python -m pytest
 
 bench: venv ## run the benchmarks (figures are ratios to a baseline measured in the same run)
 	$(BIN)/python -m bench
+
+contracts: venv ## the contract suite alone (pacts, provider verification, failure proofs, drift, graph, AsyncAPI)
+	bash contracts/tools/install-asyncapi.sh
+	$(BIN)/python -m pytest tests/contracts -q
+
+contracts-verify: venv ## verify every consumer x provider pair and print the matrix (exit 1 on any failure)
+	$(BIN)/orderflow contracts verify
+
+contracts-generate: venv ## regenerate the pacts, contracts/asyncapi.yaml and the flow graph (then review and commit)
+	$(BIN)/orderflow contracts generate
 
 lint: venv ## ruff
 	$(BIN)/ruff check services operator tests
