@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Sequence
 from typing import Any, Final
 
 import sqlalchemy as sa
 
 from services.events import Event, OrderId, catalog, schemas
-from services.runtime import Definition, Request, RequestError, Response, Route, Runtime, Tx
+from services.runtime import Definition, Request, RequestError, Response, Route, Runtime, Tx, db
 from services.runtime.http import body_validator, path_param
 
 log = logging.getLogger(__name__)
@@ -149,6 +150,19 @@ def on_shipment_cancelled(tx: Tx, event: Event) -> None:
     refund(tx, event.subject, str(event.data["reason"]))
 
 
+def prepare(tx: Tx, events: Sequence[Event]) -> None:
+    """Lock every account the batch will touch, in id order, before any handler runs (no deadlocks)."""
+    customers = {str(e.data["customer_id"]) for e in events if e.type == catalog.ORDER_CREATED}
+    undo = [e.subject for e in events if e.type != catalog.ORDER_CREATED]
+    if undo and tx.conn.dialect.name == "postgresql":
+        customers.update(
+            tx.conn.execute(
+                sa.select(payments.c.customer_id).where(payments.c.order_id.in_(undo), payments.c.state == CHARGED)
+            ).scalars()
+        )
+    db.lock_in_order(tx.conn, accounts.c.customer_id, customers)
+
+
 HANDLERS: Final = {
     catalog.ORDER_CREATED: on_order_created,
     catalog.STOCK_REJECTED: on_stock_rejected,
@@ -216,4 +230,4 @@ def routes(rt: Runtime) -> list[Route]:
     ]
 
 
-definition = Definition(name="billing", metadata=metadata, handlers=HANDLERS, routes=routes)
+definition = Definition(name="billing", metadata=metadata, handlers=HANDLERS, routes=routes, prepare=prepare)

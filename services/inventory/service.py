@@ -19,7 +19,7 @@ from typing import Any, Final
 import sqlalchemy as sa
 
 from services.events import Event, OrderId, catalog, schemas
-from services.runtime import Definition, Request, RequestError, Response, Route, Runtime, Tx
+from services.runtime import Definition, Request, RequestError, Response, Route, Runtime, Tx, db
 from services.runtime.http import body_validator, path_param
 
 log = logging.getLogger(__name__)
@@ -176,6 +176,18 @@ def on_shipment_dispatched(tx: Tx, event: Event) -> None:
         )
 
 
+def prepare(tx: Tx, events: Sequence[Event]) -> None:
+    """Lock every SKU the batch will touch, in SKU order, before any handler runs (no deadlocks between replicas)."""
+    skus = {str(line["sku"]) for e in events if e.type == catalog.ORDER_CREATED for line in e.data["items"]}
+    undo = [e.subject for e in events if e.type != catalog.ORDER_CREATED]
+    if undo and tx.conn.dialect.name == "postgresql":
+        held = tx.conn.execute(
+            sa.select(reservations.c["items"]).where(reservations.c.order_id.in_(undo), reservations.c.state == RESERVED)
+        ).scalars()
+        skus.update(sku for items in held for sku in json.loads(items))
+    db.lock_in_order(tx.conn, stock.c.sku, skus)
+
+
 HANDLERS: Final = {
     catalog.ORDER_CREATED: on_order_created,
     catalog.PAYMENT_FAILED: on_payment_failed,
@@ -246,4 +258,4 @@ def routes(rt: Runtime) -> list[Route]:
     ]
 
 
-definition = Definition(name="inventory", metadata=metadata, handlers=HANDLERS, routes=routes)
+definition = Definition(name="inventory", metadata=metadata, handlers=HANDLERS, routes=routes, prepare=prepare)

@@ -5,7 +5,7 @@ surface service modules use.
 """
 
 from services.runtime.config import Settings
-from services.runtime.consumer import Handler
+from services.runtime.definition import Definition, Handler, Prepare, Ticker
 from services.runtime.errors import (
     BrokerUnavailable,
     ConfigError,
@@ -16,7 +16,7 @@ from services.runtime.errors import (
     StoreUnavailable,
 )
 from services.runtime.http import Request, Response, Route
-from services.runtime.service import Definition, Runtime, Service, Ticker
+from services.runtime.service import Runtime, Service
 from services.runtime.tx import Tx
 
 __all__ = [
@@ -26,6 +26,7 @@ __all__ = [
     "Handler",
     "OrderFlowError",
     "Permanent",
+    "Prepare",
     "Request",
     "RequestError",
     "Response",

@@ -21,14 +21,13 @@ from services.events import Delivery, Event, Poison, codec
 from services.runtime import faults, inbox, outbox
 from services.runtime.backoff import Backoff
 from services.runtime.db import Store
+from services.runtime.definition import Definition
 from services.runtime.dlq import DeadLetter, DeadLetterPublisher
 from services.runtime.errors import Permanent, Retryable
 from services.runtime.metrics import Metrics
 from services.runtime.tx import Tx
 
 log = logging.getLogger(__name__)
-
-Handler = Callable[[Tx, Event], None]
 
 HANDLER_ATTEMPTS = 3
 
@@ -48,25 +47,23 @@ class ConsumerLoop:
     def __init__(
         self,
         *,
-        service: str,
+        definition: Definition,
         prefix: str,
         consumer: Consumer,
         store: Store,
         tables: Mapping[str, sa.Table],
-        handlers: Mapping[str, Handler],
         dlq: DeadLetterPublisher,
         metrics: Metrics,
         on_committed: Callable[[], None],
         batch_size: int,
         batch_timeout: float,
     ) -> None:
-        self.service = service
+        self.definition = definition
+        self.handlers = definition.handlers
         self.prefix = prefix
         self.consumer = consumer
         self.store = store
-        self.inbox = tables["inbox"]
-        self.outbox = tables["outbox"]
-        self.handlers = handlers
+        self.tables = tables
         self.dlq = dlq
         self.metrics = metrics
         self.on_committed = on_committed
@@ -185,10 +182,8 @@ class ConsumerLoop:
     def _transaction(self, items: Sequence[Item]) -> None:
         new, tx = apply(
             self.store,
-            inbox_table=self.inbox,
-            outbox_table=self.outbox,
-            handlers=self.handlers,
-            service=self.service,
+            definition=self.definition,
+            tables=self.tables,
             prefix=self.prefix,
             events=[i.event for i in items],
         )
@@ -235,10 +230,8 @@ class ConsumerLoop:
 def apply(
     store: Store,
     *,
-    inbox_table: sa.Table,
-    outbox_table: sa.Table,
-    handlers: Mapping[str, Handler],
-    service: str,
+    definition: Definition,
+    tables: Mapping[str, sa.Table],
     prefix: str,
     events: Sequence[Event],
 ) -> tuple[list[Event], Tx]:
@@ -248,12 +241,14 @@ def apply(
     state-machine property tests both go through it.
     """
     with store.write() as conn:
-        new = inbox.record_new(conn, inbox_table, events)
-        tx = Tx(conn, service=service, prefix=prefix)
+        new = inbox.record_new(conn, tables["inbox"], events)
+        tx = Tx(conn, service=definition.name, prefix=prefix)
+        if definition.prepare is not None and new:
+            definition.prepare(tx, new)
         for event in new:
             tx.traceparent = event.traceparent
-            handlers[event.type](tx, event)
-        outbox.append(conn, outbox_table, tx.pending)
+            definition.handlers[event.type](tx, event)
+        outbox.append(conn, tables["outbox"], tx.pending)
         faults.reach("consumer.mid_batch")
     return new, tx
 

@@ -118,3 +118,17 @@ class Store:
 
     def dispose(self) -> None:
         self.engine.dispose()
+
+
+def lock_in_order(conn: Connection, column: sa.Column[str], keys: set[str]) -> None:
+    """Lock the rows whose ``column`` is in ``keys``, in sorted order (PostgreSQL; SQLite serialises writers).
+
+    Two transactions that lock the same rows in different orders can deadlock; taking every lock a batch will
+    need up front, always in key order, makes that impossible between replicas.
+    """
+    if not keys or conn.dialect.name != "postgresql":
+        return
+    table = column.table
+    conn.execute(
+        sa.select(column).select_from(table).where(column.in_(sorted(keys))).order_by(column).with_for_update()
+    )

@@ -10,9 +10,8 @@ import logging
 import signal
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from typing import Any
 
 import sqlalchemy as sa
@@ -22,8 +21,9 @@ from confluent_kafka.admin import AdminClient
 from services.events import catalog
 from services.runtime import inbox, outbox, topics
 from services.runtime.config import Settings
-from services.runtime.consumer import ConsumerLoop, Handler
+from services.runtime.consumer import ConsumerLoop
 from services.runtime.db import Store
+from services.runtime.definition import Definition, Ticker
 from services.runtime.dlq import DeadLetterPublisher
 from services.runtime.errors import Retryable
 from services.runtime.http import HttpServer, Request, Response, Route
@@ -33,24 +33,6 @@ from services.runtime.tx import Tx
 log = logging.getLogger(__name__)
 
 LIVENESS_WINDOW_S = 60.0
-
-
-@dataclass(frozen=True, slots=True)
-class Ticker:
-    """A periodic job (e.g. the shipping deadline scan); ``interval`` reads the settings."""
-
-    name: str
-    interval: Callable[[Settings], float]
-    run: Callable[[Runtime], object]
-
-
-@dataclass(frozen=True, slots=True)
-class Definition:
-    name: str
-    metadata: sa.MetaData
-    handlers: Mapping[str, Handler]
-    routes: Callable[[Runtime], Sequence[Route]]
-    tickers: Sequence[Ticker] = field(default_factory=tuple)
 
 
 def runtime_tables(metadata: sa.MetaData) -> dict[str, sa.Table]:
@@ -112,12 +94,11 @@ class Service:
             )
         )
         self.loop = ConsumerLoop(
-            service=definition.name,
+            definition=definition,
             prefix=settings.topic_prefix,
             consumer=self.consumer,
             store=self.runtime.store,
             tables=self.runtime.tables,
-            handlers=definition.handlers,
             dlq=DeadLetterPublisher(
                 producer=Producer(settings.kafka_config(acks="all", **{"enable.idempotence": True})),
                 topic=catalog.dlq_topic(settings.topic_prefix, definition.name),

@@ -12,13 +12,14 @@ from __future__ import annotations
 import logging
 import re
 import uuid
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any, Final
 
 import sqlalchemy as sa
 
 from services.events import Event, OrderId, catalog, isoformat, schemas
-from services.runtime import Definition, Request, RequestError, Response, Route, Runtime, Ticker, Tx
+from services.runtime import Definition, Request, RequestError, Response, Route, Runtime, Ticker, Tx, db
 from services.runtime.http import path_param
 
 log = logging.getLogger(__name__)
@@ -109,6 +110,11 @@ def _fact(column: str, value: str) -> Any:
     return handle
 
 
+def prepare(tx: Tx, events: Sequence[Event]) -> None:
+    """Lock the batch's orders in id order; the deadline scan skips locked ones (no deadlocks between them)."""
+    db.lock_in_order(tx.conn, shipments.c.order_id, {e.subject for e in events})
+
+
 HANDLERS: Final = {
     catalog.ORDER_CREATED: on_order_created,
     catalog.STOCK_RESERVED: _fact("stock", "RESERVED"),
@@ -127,8 +133,10 @@ def expire(rt: Runtime) -> int:
             tx.conn.execute(
                 sa.select(shipments.c.order_id)
                 .where(shipments.c.outcome.is_(None), shipments.c.deadline <= tx.now)
-                .order_by(shipments.c.deadline)
+                .order_by(shipments.c.order_id)
                 .limit(SCAN_LIMIT)
+                # rows a consumer batch holds are decided there, or on the next scan
+                .with_for_update(skip_locked=True)
             )
             .scalars()
             .all()
@@ -176,4 +184,5 @@ definition = Definition(
     handlers=HANDLERS,
     routes=routes,
     tickers=(Ticker("deadline-scan", lambda s: s.deadline_scan_ms / 1000, expire),),
+    prepare=prepare,
 )

@@ -24,10 +24,10 @@ from hypothesis import strategies as st
 
 from services import billing, inventory, order, shipping
 from services.events import Event, catalog, utcnow
-from services.runtime import Tx
+from services.runtime import Definition, Tx
 from services.runtime.consumer import apply
 from services.runtime.db import Store
-from services.runtime.service import Definition, runtime_tables
+from services.runtime.service import runtime_tables
 from tests.support import events as ev
 from tests.support import worlds
 
@@ -47,15 +47,7 @@ class Run:
 
     def feed(self, batches: Sequence[Sequence[Event]]) -> None:
         for batch in batches:
-            _, tx = apply(
-                self.store,
-                inbox_table=self.tables["inbox"],
-                outbox_table=self.tables["outbox"],
-                handlers=self.definition.handlers,
-                service=self.definition.name,
-                prefix="prop",
-                events=batch,
-            )
+            _, tx = apply(self.store, definition=self.definition, tables=self.tables, prefix="prop", events=batch)
             self.emitted.extend(tx.emitted)
 
     def types(self) -> list[str]:

@@ -48,14 +48,7 @@ def _catalog_order(event_type: str) -> tuple[int, str]:
 def block(directory: Path) -> str:
     """The generated part of contracts/README.md for the pacts in ``directory``."""
     pacts = list(pactfiles.load_all(directory))
-    return (
-        f"{BEGIN}\n"
-        "```mermaid\n"
-        f"{graph.mermaid(graph.from_pacts(directory))}"
-        "```\n\n"
-        f"{summary(pacts)}"
-        f"{END}"
-    )
+    return f"{BEGIN}\n```mermaid\n{graph.mermaid(graph.from_pacts(directory))}```\n\n{summary(pacts)}{END}"
 
 
 def render_readme(text: str, directory: Path) -> str:
@@ -94,8 +87,9 @@ def _diff(committed: Path, fresh: Path, name: str, *, pact: bool) -> list[str]:
     new = _pact_text(fresh) if pact else fresh.read_text()
     if old == new:
         return []
-    lines = difflib.unified_diff(old.splitlines(), new.splitlines(), f"committed/{name}", f"regenerated/{name}",
-                                 lineterm="", n=2)
+    lines = difflib.unified_diff(
+        old.splitlines(), new.splitlines(), f"committed/{name}", f"regenerated/{name}", lineterm="", n=2
+    )
     return [f"{name} differs from what the code generates:\n" + "\n".join(list(lines)[:60])]
 
 

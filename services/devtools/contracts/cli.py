@@ -78,16 +78,21 @@ def _consumer_side(cell: Cell, pact_dir: Path) -> None:
             return
         old = pactfiles.normalise(json.loads(committed.read_text()))
         if old != pactfiles.normalise(json.loads(fresh.read_text())):
-            cell.problems.append(f"{cell.consumer}'s expectations changed since {committed.name} was generated "
-                                 "(run `orderflow contracts generate` and review the diff)")
+            cell.problems.append(
+                f"{cell.consumer}'s expectations changed since {committed.name} was generated "
+                "(run `orderflow contracts generate` and review the diff)"
+            )
 
 
 def verify(args: argparse.Namespace) -> int:
     pact_dir: Path = args.pacts
     present = {(p.consumer, p.provider) for p in pactfiles.load_all(pact_dir)}
     wanted = sorted(set(expectations.pairs()) | present)
-    wanted = [(c, p) for c, p in wanted
-              if (not args.provider or p in args.provider) and (not args.consumer or c in args.consumer)]
+    wanted = [
+        (c, p)
+        for c, p in wanted
+        if (not args.provider or p in args.provider) and (not args.consumer or c in args.consumer)
+    ]
     cells = {(c, p): Cell(c, p) for c, p in wanted}
     with _quiet(not args.verbose):
         if not args.provider_only:
@@ -169,8 +174,9 @@ def show_asyncapi(args: argparse.Namespace) -> int:
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="orderflow contracts", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="orderflow contracts", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     sub = parser.add_subparsers(dest="command", required=True, metavar="command")
     default = pactfiles.CONTRACTS_DIR
 
@@ -178,8 +184,11 @@ def _parser() -> argparse.ArgumentParser:
     v.add_argument("--pacts", type=Path, default=default, help="directory of pact files (default: %(default)s)")
     v.add_argument("--provider", action="append", choices=catalog.SERVICES, help="only this provider (repeatable)")
     v.add_argument("--consumer", action="append", choices=catalog.SERVICES, help="only this consumer (repeatable)")
-    v.add_argument("--provider-only", action="store_true",
-                   help="skip re-running the consumers' expectations (verify the pact files as they are)")
+    v.add_argument(
+        "--provider-only",
+        action="store_true",
+        help="skip re-running the consumers' expectations (verify the pact files as they are)",
+    )
     v.add_argument("-v", "--verbose", action="store_true", help="show the Pact verifier's own report")
     v.set_defaults(func=verify)
 

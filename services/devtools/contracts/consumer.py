@@ -75,9 +75,11 @@ def check(expectation: Expectation) -> Pact:
 
     errors = pact.verify(deliver, "Async", raises=False)
     if errors:
-        raise ConsumerContractError("\n".join(
-            f"{expectation.pair}: {str(e.description)!r}: {type(e.error).__name__}: {e.error}" for e in errors
-        ))
+        raise ConsumerContractError(
+            "\n".join(
+                f"{expectation.pair}: {str(e.description)!r}: {type(e.error).__name__}: {e.error}" for e in errors
+            )
+        )
     return pact
 
 

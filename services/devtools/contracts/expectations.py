@@ -32,7 +32,10 @@ Check = Callable[[World], None]
 
 ORDER_PLACED: Final = "a customer places an order"
 ORDER_PLACED_PARAMS: Final = {
-    "customer_id": m.CUSTOMER, "currency": m.CURRENCY, "sku": m.SKU, "quantity": m.QUANTITY,
+    "customer_id": m.CUSTOMER,
+    "currency": m.CURRENCY,
+    "sku": m.SKU,
+    "quantity": m.QUANTITY,
     "unit_price_minor": m.UNIT_PRICE,
 }
 STOCK_COVERS: Final = "an order arrives for a SKU whose stock covers it"
@@ -43,15 +46,24 @@ RESERVED_PAYMENT_FAILS: Final = "the payment for an order whose stock is reserve
 RESERVED_PAYMENT_FAILS_PARAMS: Final = {"sku": m.SKU, "quantity": m.QUANTITY}
 FUNDS_COVER: Final = "an order arrives whose total the customer's balance covers"
 FUNDS_COVER_PARAMS: Final = {
-    "customer_id": m.CUSTOMER, "balance_minor": 10_000, "amount_minor": m.TOTAL, "currency": m.CURRENCY,
+    "customer_id": m.CUSTOMER,
+    "balance_minor": 10_000,
+    "amount_minor": m.TOTAL,
+    "currency": m.CURRENCY,
 }
 FUNDS_SHORT: Final = "an order arrives whose total exceeds the customer's balance"
 FUNDS_SHORT_PARAMS: Final = {
-    "customer_id": m.CUSTOMER, "balance_minor": 1_000, "amount_minor": m.TOTAL, "currency": m.CURRENCY,
+    "customer_id": m.CUSTOMER,
+    "balance_minor": 1_000,
+    "amount_minor": m.TOTAL,
+    "currency": m.CURRENCY,
 }
 CHARGED_STOCK_REJECTED: Final = "the stock for a charged order is rejected"
 CHARGED_STOCK_REJECTED_PARAMS: Final = {
-    "customer_id": m.CUSTOMER, "balance_minor": 10_000, "amount_minor": m.TOTAL, "currency": m.CURRENCY,
+    "customer_id": m.CUSTOMER,
+    "balance_minor": 10_000,
+    "amount_minor": m.TOTAL,
+    "currency": m.CURRENCY,
 }
 ARRIVES_AFTER_CANCEL: Final = "an order arrives after it was cancelled"
 READY_TO_SHIP: Final = "stock and payment for an order are both in before its deadline"
@@ -106,8 +118,11 @@ def _expect(what: str, actual: Any, wanted: Any) -> None:
 
 
 def _published(world: World, *types: str) -> None:
-    _expect(f"events {world.definition.name} published in reply", [p.header_map["ce_type"] for p in world.published()],
-            list(types))
+    _expect(
+        f"events {world.definition.name} published in reply",
+        [p.header_map["ce_type"] for p in world.published()],
+        list(types),
+    )
 
 
 # -- inventory -------------------------------------------------------------------------------------------------
@@ -119,18 +134,27 @@ def _stock(world: World, *, available: int, reserved: int = 0, shipped: int = 0)
 
 def _reserved(world: World) -> None:
     _stock(world, available=8, reserved=m.QUANTITY)
-    world.insert(inventory.reservations, {
-        "order_id": m.ORDER_ID, "state": inventory.RESERVED, "items": json.dumps({m.SKU: m.QUANTITY}),
-        "reason": None, "updated_at": datetime.now(UTC),
-    })
+    world.insert(
+        inventory.reservations,
+        {
+            "order_id": m.ORDER_ID,
+            "state": inventory.RESERVED,
+            "items": json.dumps({m.SKU: m.QUANTITY}),
+            "reason": None,
+            "updated_at": datetime.now(UTC),
+        },
+    )
 
 
 def _inventory_is(world: World, *, state: str, reason: str | None, available: int, reserved: int, shipped: int) -> None:
     row = world.row(inventory.reservations)
     _expect("reservation state", (row.state, row.reason), (state, reason))
     s = world.row(inventory.stock)
-    _expect(f"stock of {m.SKU} (available, reserved, shipped)", (s.available, s.reserved, s.shipped),
-            (available, reserved, shipped))
+    _expect(
+        f"stock of {m.SKU} (available, reserved, shipped)",
+        (s.available, s.reserved, s.shipped),
+        (available, reserved, shipped),
+    )
 
 
 def _inventory_reserved(world: World) -> None:
@@ -162,16 +186,27 @@ def _account(world: World, balance: int) -> None:
 
 def _charged(world: World) -> None:
     _account(world, 10_000 - m.TOTAL)
-    world.insert(billing.payments, {
-        "order_id": m.ORDER_ID, "customer_id": m.CUSTOMER, "amount_minor": m.TOTAL, "currency": m.CURRENCY,
-        "state": billing.CHARGED, "reason": None, "updated_at": datetime.now(UTC),
-    })
+    world.insert(
+        billing.payments,
+        {
+            "order_id": m.ORDER_ID,
+            "customer_id": m.CUSTOMER,
+            "amount_minor": m.TOTAL,
+            "currency": m.CURRENCY,
+            "state": billing.CHARGED,
+            "reason": None,
+            "updated_at": datetime.now(UTC),
+        },
+    )
 
 
 def _billing_charged(world: World) -> None:
     p = world.row(billing.payments)
-    _expect("payment", (p.state, p.customer_id, p.amount_minor, p.currency),
-            (billing.CHARGED, m.CUSTOMER, m.TOTAL, m.CURRENCY))
+    _expect(
+        "payment",
+        (p.state, p.customer_id, p.amount_minor, p.currency),
+        (billing.CHARGED, m.CUSTOMER, m.TOTAL, m.CURRENCY),
+    )
     _expect("balance", world.row(billing.accounts).balance_minor, 10_000 - m.TOTAL)
     _published(world, catalog.PAYMENT_CHARGED)
 
@@ -211,8 +246,11 @@ def _shipping_dispatched(world: World) -> None:
 
 def _shipping_ignores_late_answer(world: World) -> None:
     row = world.row(shipping.shipments)
-    _expect("decision and facts", (row.outcome, row.reason, row.stock, row.payment),
-            (shipping.CANCELLED, "deadline_exceeded", None, None))
+    _expect(
+        "decision and facts",
+        (row.outcome, row.reason, row.stock, row.payment),
+        (shipping.CANCELLED, "deadline_exceeded", None, None),
+    )
     _published(world)
 
 
@@ -230,12 +268,20 @@ def _shipping_cancelled(reason: str) -> Check:
 
 def _pending_order(**columns: Any) -> Check:
     def given(world: World) -> None:
-        world.insert(order.orders, {
-            "order_id": m.ORDER_ID, "customer_id": m.CUSTOMER,
-            "items": json.dumps(m.EXAMPLES[catalog.ORDER_CREATED]["items"]), "total_minor": m.TOTAL,
-            "currency": m.CURRENCY, "status": order.PENDING, "created_at": datetime.fromisoformat(m.CREATED_AT),
-            "deadline": _soon(), **columns,
-        })
+        world.insert(
+            order.orders,
+            {
+                "order_id": m.ORDER_ID,
+                "customer_id": m.CUSTOMER,
+                "items": json.dumps(m.EXAMPLES[catalog.ORDER_CREATED]["items"]),
+                "total_minor": m.TOTAL,
+                "currency": m.CURRENCY,
+                "status": order.PENDING,
+                "created_at": datetime.fromisoformat(m.CREATED_AT),
+                "deadline": _soon(),
+                **columns,
+            },
+        )
 
     return given
 
@@ -245,19 +291,35 @@ def _order_is(event_type: str, **columns: Any) -> Check:
         row = world.row(order.orders)
         _expect("order", {c: getattr(row, c) for c in columns}, columns)
         entry = world.row(order.timeline)
-        _expect("timeline entry (type, source)", (entry.event_type, entry.source),
-                (event_type, catalog.get(event_type).source))
+        _expect(
+            "timeline entry (type, source)",
+            (entry.event_type, entry.source),
+            (event_type, catalog.get(event_type).source),
+        )
         _published(world)
 
     return check
 
 
-def _for_order(event_type: str, description: str, state: str, params: Mapping[str, Any], *,
-               before: Mapping[str, Any] | None = None, after: Mapping[str, Any],
-               data: Mapping[str, Any] | None = None) -> Expectation:
+def _for_order(
+    event_type: str,
+    description: str,
+    state: str,
+    params: Mapping[str, Any],
+    *,
+    before: Mapping[str, Any] | None = None,
+    after: Mapping[str, Any],
+    data: Mapping[str, Any] | None = None,
+) -> Expectation:
     return Expectation(
-        "order", event_type, description, state, params,
-        given=_pending_order(**(before or {})), then=_order_is(event_type, **after), data=data,
+        "order",
+        event_type,
+        description,
+        state,
+        params,
+        given=_pending_order(**(before or {})),
+        then=_order_is(event_type, **after),
+        data=data,
     )
 
 
@@ -268,96 +330,229 @@ _LATE_PAYMENT: Final = m.example(catalog.PAYMENT_FAILED, reason=schemas.ORDER_CA
 EXPECTATIONS: Final[tuple[Expectation, ...]] = (
     # inventory reserves on OrderCreated and releases or ships on the outcome.
     Expectation(
-        "inventory", catalog.ORDER_CREATED, "OrderCreated for 2 units of SKU-1", ORDER_PLACED, ORDER_PLACED_PARAMS,
-        given=lambda w: _stock(w, available=10), then=_inventory_reserved, reads=("items[].sku", "items[].quantity"),
+        "inventory",
+        catalog.ORDER_CREATED,
+        "OrderCreated for 2 units of SKU-1",
+        ORDER_PLACED,
+        ORDER_PLACED_PARAMS,
+        given=lambda w: _stock(w, available=10),
+        then=_inventory_reserved,
+        reads=("items[].sku", "items[].quantity"),
     ),
     Expectation(
-        "inventory", catalog.PAYMENT_FAILED, "PaymentFailed for an order whose stock is reserved", FUNDS_SHORT,
-        FUNDS_SHORT_PARAMS, given=_reserved, then=_inventory_released("payment_declined"),
+        "inventory",
+        catalog.PAYMENT_FAILED,
+        "PaymentFailed for an order whose stock is reserved",
+        FUNDS_SHORT,
+        FUNDS_SHORT_PARAMS,
+        given=_reserved,
+        then=_inventory_released("payment_declined"),
     ),
     Expectation(
-        "inventory", catalog.SHIPMENT_DISPATCHED, "ShipmentDispatched for an order whose stock is reserved",
-        READY_TO_SHIP, {}, given=_reserved, then=_inventory_shipped,
+        "inventory",
+        catalog.SHIPMENT_DISPATCHED,
+        "ShipmentDispatched for an order whose stock is reserved",
+        READY_TO_SHIP,
+        {},
+        given=_reserved,
+        then=_inventory_shipped,
     ),
     Expectation(
-        "inventory", catalog.SHIPMENT_CANCELLED, "ShipmentCancelled at the deadline of a reserved order",
-        OPEN_ORDER_CANCELLED, {"reason": "deadline_exceeded"}, given=_reserved,
-        then=_inventory_released("deadline_exceeded"), reads=("reason",),
+        "inventory",
+        catalog.SHIPMENT_CANCELLED,
+        "ShipmentCancelled at the deadline of a reserved order",
+        OPEN_ORDER_CANCELLED,
+        {"reason": "deadline_exceeded"},
+        given=_reserved,
+        then=_inventory_released("deadline_exceeded"),
+        reads=("reason",),
     ),
     # billing charges on OrderCreated and refunds when the order fails after all.
     Expectation(
-        "billing", catalog.ORDER_CREATED, "OrderCreated for a total of 25.00 EUR", ORDER_PLACED, ORDER_PLACED_PARAMS,
-        given=lambda w: _account(w, 10_000), then=_billing_charged,
+        "billing",
+        catalog.ORDER_CREATED,
+        "OrderCreated for a total of 25.00 EUR",
+        ORDER_PLACED,
+        ORDER_PLACED_PARAMS,
+        given=lambda w: _account(w, 10_000),
+        then=_billing_charged,
         reads=("customer_id", "total.amount_minor", "total.currency"),
     ),
     Expectation(
-        "billing", catalog.STOCK_REJECTED, "StockRejected for an order that was charged", STOCK_SHORT,
-        STOCK_SHORT_PARAMS, given=_charged, then=_billing_refunded("out_of_stock"),
+        "billing",
+        catalog.STOCK_REJECTED,
+        "StockRejected for an order that was charged",
+        STOCK_SHORT,
+        STOCK_SHORT_PARAMS,
+        given=_charged,
+        then=_billing_refunded("out_of_stock"),
     ),
     Expectation(
-        "billing", catalog.SHIPMENT_CANCELLED, "ShipmentCancelled at the deadline of a charged order",
-        OPEN_ORDER_CANCELLED, {"reason": "deadline_exceeded"}, given=_charged,
-        then=_billing_refunded("deadline_exceeded"), reads=("reason",),
+        "billing",
+        catalog.SHIPMENT_CANCELLED,
+        "ShipmentCancelled at the deadline of a charged order",
+        OPEN_ORDER_CANCELLED,
+        {"reason": "deadline_exceeded"},
+        given=_charged,
+        then=_billing_refunded("deadline_exceeded"),
+        reads=("reason",),
     ),
     # shipping decides: it needs the deadline, then one fact from each of inventory and billing.
     Expectation(
-        "shipping", catalog.ORDER_CREATED, "OrderCreated with its deadline", ORDER_PLACED, ORDER_PLACED_PARAMS,
-        then=_shipping_remembers_deadline, reads=("deadline",),
+        "shipping",
+        catalog.ORDER_CREATED,
+        "OrderCreated with its deadline",
+        ORDER_PLACED,
+        ORDER_PLACED_PARAMS,
+        then=_shipping_remembers_deadline,
+        reads=("deadline",),
     ),
     Expectation(
-        "shipping", catalog.STOCK_RESERVED, "StockReserved for an order already charged", STOCK_COVERS,
-        STOCK_COVERS_PARAMS, given=_open_shipment(payment="CHARGED"), then=_shipping_dispatched,
+        "shipping",
+        catalog.STOCK_RESERVED,
+        "StockReserved for an order already charged",
+        STOCK_COVERS,
+        STOCK_COVERS_PARAMS,
+        given=_open_shipment(payment="CHARGED"),
+        then=_shipping_dispatched,
     ),
     Expectation(
-        "shipping", catalog.STOCK_REJECTED, "StockRejected for an open order", STOCK_SHORT, STOCK_SHORT_PARAMS,
-        given=_open_shipment(), then=_shipping_cancelled("out_of_stock"),
+        "shipping",
+        catalog.STOCK_REJECTED,
+        "StockRejected for an open order",
+        STOCK_SHORT,
+        STOCK_SHORT_PARAMS,
+        given=_open_shipment(),
+        then=_shipping_cancelled("out_of_stock"),
     ),
     Expectation(
-        "shipping", catalog.PAYMENT_CHARGED, "PaymentCharged for an order whose stock is reserved", FUNDS_COVER,
-        FUNDS_COVER_PARAMS, given=_open_shipment(stock="RESERVED"), then=_shipping_dispatched,
+        "shipping",
+        catalog.PAYMENT_CHARGED,
+        "PaymentCharged for an order whose stock is reserved",
+        FUNDS_COVER,
+        FUNDS_COVER_PARAMS,
+        given=_open_shipment(stock="RESERVED"),
+        then=_shipping_dispatched,
     ),
     Expectation(
-        "shipping", catalog.PAYMENT_FAILED, "PaymentFailed for an open order", FUNDS_SHORT, FUNDS_SHORT_PARAMS,
-        given=_open_shipment(), then=_shipping_cancelled("payment_declined"),
+        "shipping",
+        catalog.PAYMENT_FAILED,
+        "PaymentFailed for an open order",
+        FUNDS_SHORT,
+        FUNDS_SHORT_PARAMS,
+        given=_open_shipment(),
+        then=_shipping_cancelled("payment_declined"),
     ),
     # ... and ignores the answers that come after its decision (reason order_cancelled): it branches on the reason.
     Expectation(
-        "shipping", catalog.STOCK_REJECTED, "StockRejected for an order cancelled before inventory saw it",
-        ARRIVES_AFTER_CANCEL, {}, given=_open_shipment(outcome="CANCELLED", reason="deadline_exceeded"),
-        then=_shipping_ignores_late_answer, data=_LATE_STOCK, pins=("reason",), reads=("reason",),
+        "shipping",
+        catalog.STOCK_REJECTED,
+        "StockRejected for an order cancelled before inventory saw it",
+        ARRIVES_AFTER_CANCEL,
+        {},
+        given=_open_shipment(outcome="CANCELLED", reason="deadline_exceeded"),
+        then=_shipping_ignores_late_answer,
+        data=_LATE_STOCK,
+        pins=("reason",),
+        reads=("reason",),
     ),
     Expectation(
-        "shipping", catalog.PAYMENT_FAILED, "PaymentFailed for an order cancelled before billing saw it",
-        ARRIVES_AFTER_CANCEL, {}, given=_open_shipment(outcome="CANCELLED", reason="deadline_exceeded"),
-        then=_shipping_ignores_late_answer, data=_LATE_PAYMENT, pins=("reason",), reads=("reason",),
+        "shipping",
+        catalog.PAYMENT_FAILED,
+        "PaymentFailed for an order cancelled before billing saw it",
+        ARRIVES_AFTER_CANCEL,
+        {},
+        given=_open_shipment(outcome="CANCELLED", reason="deadline_exceeded"),
+        then=_shipping_ignores_late_answer,
+        data=_LATE_PAYMENT,
+        pins=("reason",),
+        reads=("reason",),
     ),
     # order keeps status and timeline: every outcome and every compensation step.
-    _for_order(catalog.STOCK_RESERVED, "StockReserved for a pending order", STOCK_COVERS, STOCK_COVERS_PARAMS,
-               after={"stock": "RESERVED", "status": order.PENDING}),
-    _for_order(catalog.STOCK_REJECTED, "StockRejected for a pending order", STOCK_SHORT, STOCK_SHORT_PARAMS,
-               after={"stock": "REJECTED", "status": order.PENDING}),
-    _for_order(catalog.STOCK_REJECTED, "StockRejected for an order cancelled before inventory saw it",
-               ARRIVES_AFTER_CANCEL, {}, before={"status": order.CANCELLED, "reason": "deadline_exceeded"},
-               after={"stock": "REJECTED", "status": order.CANCELLED}, data=_LATE_STOCK),
-    _for_order(catalog.STOCK_RELEASED, "StockReleased for an order whose stock was reserved",
-               RESERVED_PAYMENT_FAILS, RESERVED_PAYMENT_FAILS_PARAMS, before={"stock": "RESERVED"},
-               after={"stock": "RELEASED"}),
-    _for_order(catalog.PAYMENT_CHARGED, "PaymentCharged for a pending order", FUNDS_COVER, FUNDS_COVER_PARAMS,
-               after={"payment": "CHARGED", "status": order.PENDING}),
-    _for_order(catalog.PAYMENT_FAILED, "PaymentFailed for a pending order", FUNDS_SHORT, FUNDS_SHORT_PARAMS,
-               after={"payment": "FAILED", "status": order.PENDING}),
-    _for_order(catalog.PAYMENT_FAILED, "PaymentFailed for an order cancelled before billing saw it",
-               ARRIVES_AFTER_CANCEL, {}, before={"status": order.CANCELLED, "reason": "deadline_exceeded"},
-               after={"payment": "FAILED", "status": order.CANCELLED}, data=_LATE_PAYMENT),
-    _for_order(catalog.PAYMENT_REFUNDED, "PaymentRefunded for an order that was charged", CHARGED_STOCK_REJECTED,
-               CHARGED_STOCK_REJECTED_PARAMS, before={"payment": "CHARGED"}, after={"payment": "REFUNDED"}),
-    _for_order(catalog.SHIPMENT_DISPATCHED, "ShipmentDispatched for a pending order", READY_TO_SHIP, {},
-               after={"status": order.SHIPPED, "reason": None}),
-    _for_order(catalog.SHIPMENT_CANCELLED, "ShipmentCancelled when the deadline passed", OPEN_ORDER_CANCELLED,
-               {"reason": "deadline_exceeded"}, after={"status": order.CANCELLED, "reason": "deadline_exceeded"}),
-    _for_order(catalog.SHIPMENT_CANCELLED, "ShipmentCancelled when the stock was rejected", OPEN_ORDER_CANCELLED,
-               {"reason": "out_of_stock"}, after={"status": order.CANCELLED, "reason": "out_of_stock"},
-               data=m.example(catalog.SHIPMENT_CANCELLED, reason="out_of_stock")),
+    _for_order(
+        catalog.STOCK_RESERVED,
+        "StockReserved for a pending order",
+        STOCK_COVERS,
+        STOCK_COVERS_PARAMS,
+        after={"stock": "RESERVED", "status": order.PENDING},
+    ),
+    _for_order(
+        catalog.STOCK_REJECTED,
+        "StockRejected for a pending order",
+        STOCK_SHORT,
+        STOCK_SHORT_PARAMS,
+        after={"stock": "REJECTED", "status": order.PENDING},
+    ),
+    _for_order(
+        catalog.STOCK_REJECTED,
+        "StockRejected for an order cancelled before inventory saw it",
+        ARRIVES_AFTER_CANCEL,
+        {},
+        before={"status": order.CANCELLED, "reason": "deadline_exceeded"},
+        after={"stock": "REJECTED", "status": order.CANCELLED},
+        data=_LATE_STOCK,
+    ),
+    _for_order(
+        catalog.STOCK_RELEASED,
+        "StockReleased for an order whose stock was reserved",
+        RESERVED_PAYMENT_FAILS,
+        RESERVED_PAYMENT_FAILS_PARAMS,
+        before={"stock": "RESERVED"},
+        after={"stock": "RELEASED"},
+    ),
+    _for_order(
+        catalog.PAYMENT_CHARGED,
+        "PaymentCharged for a pending order",
+        FUNDS_COVER,
+        FUNDS_COVER_PARAMS,
+        after={"payment": "CHARGED", "status": order.PENDING},
+    ),
+    _for_order(
+        catalog.PAYMENT_FAILED,
+        "PaymentFailed for a pending order",
+        FUNDS_SHORT,
+        FUNDS_SHORT_PARAMS,
+        after={"payment": "FAILED", "status": order.PENDING},
+    ),
+    _for_order(
+        catalog.PAYMENT_FAILED,
+        "PaymentFailed for an order cancelled before billing saw it",
+        ARRIVES_AFTER_CANCEL,
+        {},
+        before={"status": order.CANCELLED, "reason": "deadline_exceeded"},
+        after={"payment": "FAILED", "status": order.CANCELLED},
+        data=_LATE_PAYMENT,
+    ),
+    _for_order(
+        catalog.PAYMENT_REFUNDED,
+        "PaymentRefunded for an order that was charged",
+        CHARGED_STOCK_REJECTED,
+        CHARGED_STOCK_REJECTED_PARAMS,
+        before={"payment": "CHARGED"},
+        after={"payment": "REFUNDED"},
+    ),
+    _for_order(
+        catalog.SHIPMENT_DISPATCHED,
+        "ShipmentDispatched for a pending order",
+        READY_TO_SHIP,
+        {},
+        after={"status": order.SHIPPED, "reason": None},
+    ),
+    _for_order(
+        catalog.SHIPMENT_CANCELLED,
+        "ShipmentCancelled when the deadline passed",
+        OPEN_ORDER_CANCELLED,
+        {"reason": "deadline_exceeded"},
+        after={"status": order.CANCELLED, "reason": "deadline_exceeded"},
+    ),
+    _for_order(
+        catalog.SHIPMENT_CANCELLED,
+        "ShipmentCancelled when the stock was rejected",
+        OPEN_ORDER_CANCELLED,
+        {"reason": "out_of_stock"},
+        after={"status": order.CANCELLED, "reason": "out_of_stock"},
+        data=m.example(catalog.SHIPMENT_CANCELLED, reason="out_of_stock"),
+    ),
 )
 
 

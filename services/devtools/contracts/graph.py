@@ -66,8 +66,12 @@ def emits(service: str) -> list[Emit]:
                 continue
             where = f"{path.relative_to(package.parent.parent)}:{node.lineno}"
             arg = node.args[0] if node.args else None
-            if (isinstance(arg, ast.Attribute) and isinstance(arg.value, ast.Name) and arg.value.id == "catalog"
-                    and isinstance(getattr(catalog, arg.attr, None), str)):
+            if (
+                isinstance(arg, ast.Attribute)
+                and isinstance(arg.value, ast.Name)
+                and arg.value.id == "catalog"
+                and isinstance(getattr(catalog, arg.attr, None), str)
+            ):
                 found.append(Emit(service, getattr(catalog, arg.attr), where))
             else:
                 found.append(Emit(service, None, where))
@@ -101,8 +105,10 @@ def problems(
     for t, entry in catalog.CATALOG.items():
         handled = {s for s, types in consumes.items() if t in types}
         if handled != set(entry.consumers):
-            found.append(f"{entry.name}: the catalog lists consumers {sorted(entry.consumers)}, "
-                         f"the code handles it in {sorted(handled)}")
+            found.append(
+                f"{entry.name}: the catalog lists consumers {sorted(entry.consumers)}, "
+                f"the code handles it in {sorted(handled)}"
+            )
     for service, types in sorted(consumes.items()):
         for t in sorted(types):
             if not any(e.consumer == service and e.event_type == t for e in edges):

@@ -44,9 +44,7 @@ def dumps(document: dict[str, Any]) -> str:
 def merge(documents: list[dict[str, Any]]) -> dict[str, Any]:
     """One pact from several single-interaction pacts of the same pair, interactions in their normal order."""
     merged = copy.deepcopy(documents[0])
-    merged["interactions"] = sorted(
-        (i for d in documents for i in d["interactions"]), key=_interaction_key
-    )
+    merged["interactions"] = sorted((i for d in documents for i in d["interactions"]), key=_interaction_key)
     return merged
 
 

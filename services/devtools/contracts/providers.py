@@ -60,10 +60,19 @@ def _deliver(scene: Scene, event_type: str, **data: Any) -> None:
     scene.world.consume(codec.encode(event, prefix=messages.PREFIX))
 
 
-def _order_created(scene: Scene, *, sku: str, quantity: int, customer_id: str = messages.CUSTOMER,
-                   amount_minor: int = messages.TOTAL, currency: str = messages.CURRENCY) -> None:
+def _order_created(
+    scene: Scene,
+    *,
+    sku: str,
+    quantity: int,
+    customer_id: str = messages.CUSTOMER,
+    amount_minor: int = messages.TOTAL,
+    currency: str = messages.CURRENCY,
+) -> None:
     _deliver(
-        scene, catalog.ORDER_CREATED, customer_id=customer_id,
+        scene,
+        catalog.ORDER_CREATED,
+        customer_id=customer_id,
         total={"amount_minor": amount_minor, "currency": currency},
         items=[{"sku": sku, "quantity": quantity, "unit_price_minor": amount_minor // quantity}],
     )
@@ -89,25 +98,38 @@ def _place_order(scene: Scene) -> None:
 
 
 def _stock(scene: Scene, *, available: int, reserved: int = 0) -> None:
-    scene.world.insert(inventory.stock, {"sku": scene.params["sku"], "available": available, "reserved": reserved,
-                                         "shipped": 0})
+    scene.world.insert(
+        inventory.stock, {"sku": scene.params["sku"], "available": available, "reserved": reserved, "shipped": 0}
+    )
 
 
 def _reservation(scene: Scene) -> None:
     p = scene.params
     _stock(scene, available=0, reserved=int(p["quantity"]))
-    scene.world.insert(inventory.reservations, {
-        "order_id": scene.order_id, "state": inventory.RESERVED, "items": json.dumps({p["sku"]: p["quantity"]}),
-        "reason": None, "updated_at": datetime.now(UTC),
-    })
+    scene.world.insert(
+        inventory.reservations,
+        {
+            "order_id": scene.order_id,
+            "state": inventory.RESERVED,
+            "items": json.dumps({p["sku"]: p["quantity"]}),
+            "reason": None,
+            "updated_at": datetime.now(UTC),
+        },
+    )
 
 
 def _void_reservation(scene: Scene) -> None:
     """What inventory remembers of an order it saw cancelled (a ShipmentCancelled) before the order itself."""
-    scene.world.insert(inventory.reservations, {
-        "order_id": scene.order_id, "state": inventory.VOID, "items": "{}", "reason": "deadline_exceeded",
-        "updated_at": datetime.now(UTC),
-    })
+    scene.world.insert(
+        inventory.reservations,
+        {
+            "order_id": scene.order_id,
+            "state": inventory.VOID,
+            "items": "{}",
+            "reason": "deadline_exceeded",
+            "updated_at": datetime.now(UTC),
+        },
+    )
 
 
 # -- billing ---------------------------------------------------------------------------------------------------
@@ -115,34 +137,65 @@ def _void_reservation(scene: Scene) -> None:
 
 def _account(scene: Scene) -> None:
     p = scene.params
-    scene.world.insert(billing.accounts, {
-        "customer_id": p["customer_id"], "balance_minor": p["balance_minor"], "currency": p["currency"],
-    })
+    scene.world.insert(
+        billing.accounts,
+        {
+            "customer_id": p["customer_id"],
+            "balance_minor": p["balance_minor"],
+            "currency": p["currency"],
+        },
+    )
 
 
 def _charge(scene: Scene) -> None:
-    _order_created(scene, sku=messages.SKU, quantity=1, customer_id=scene.params["customer_id"],
-                   amount_minor=scene.params["amount_minor"], currency=scene.params["currency"])
+    _order_created(
+        scene,
+        sku=messages.SKU,
+        quantity=1,
+        customer_id=scene.params["customer_id"],
+        amount_minor=scene.params["amount_minor"],
+        currency=scene.params["currency"],
+    )
 
 
 def _charged(scene: Scene) -> None:
     p = scene.params
-    scene.world.insert(billing.accounts, {
-        "customer_id": p["customer_id"], "balance_minor": p["balance_minor"] - p["amount_minor"],
-        "currency": p["currency"],
-    })
-    scene.world.insert(billing.payments, {
-        "order_id": scene.order_id, "customer_id": p["customer_id"], "amount_minor": p["amount_minor"],
-        "currency": p["currency"], "state": billing.CHARGED, "reason": None, "updated_at": datetime.now(UTC),
-    })
+    scene.world.insert(
+        billing.accounts,
+        {
+            "customer_id": p["customer_id"],
+            "balance_minor": p["balance_minor"] - p["amount_minor"],
+            "currency": p["currency"],
+        },
+    )
+    scene.world.insert(
+        billing.payments,
+        {
+            "order_id": scene.order_id,
+            "customer_id": p["customer_id"],
+            "amount_minor": p["amount_minor"],
+            "currency": p["currency"],
+            "state": billing.CHARGED,
+            "reason": None,
+            "updated_at": datetime.now(UTC),
+        },
+    )
 
 
 def _void_payment(scene: Scene) -> None:
     """What billing remembers of an order it saw cancelled before the order itself."""
-    scene.world.insert(billing.payments, {
-        "order_id": scene.order_id, "customer_id": "", "amount_minor": 0, "currency": "XXX", "state": billing.VOID,
-        "reason": "deadline_exceeded", "updated_at": datetime.now(UTC),
-    })
+    scene.world.insert(
+        billing.payments,
+        {
+            "order_id": scene.order_id,
+            "customer_id": "",
+            "amount_minor": 0,
+            "currency": "XXX",
+            "state": billing.VOID,
+            "reason": "deadline_exceeded",
+            "updated_at": datetime.now(UTC),
+        },
+    )
 
 
 # -- shipping --------------------------------------------------------------------------------------------------
@@ -183,15 +236,17 @@ STATES: Final[Mapping[str, Mapping[str, State]]] = {
             act=lambda s: _order_created(s, sku=s.params["sku"], quantity=int(s.params["quantity"])),
         ),
         x.RESERVED_PAYMENT_FAILS: State(seed=_reservation, act=lambda s: _deliver(s, catalog.PAYMENT_FAILED)),
-        x.ARRIVES_AFTER_CANCEL: State(seed=_void_reservation, act=lambda s: _order_created(s, sku=messages.SKU,
-                                                                                            quantity=messages.QUANTITY)),
+        x.ARRIVES_AFTER_CANCEL: State(
+            seed=_void_reservation, act=lambda s: _order_created(s, sku=messages.SKU, quantity=messages.QUANTITY)
+        ),
     },
     "billing": {
         x.FUNDS_COVER: State(seed=_account, act=_charge),
         x.FUNDS_SHORT: State(seed=_account, act=_charge),
         x.CHARGED_STOCK_REJECTED: State(seed=_charged, act=lambda s: _deliver(s, catalog.STOCK_REJECTED)),
-        x.ARRIVES_AFTER_CANCEL: State(seed=_void_payment, act=lambda s: _order_created(s, sku=messages.SKU,
-                                                                                        quantity=messages.QUANTITY)),
+        x.ARRIVES_AFTER_CANCEL: State(
+            seed=_void_payment, act=lambda s: _order_created(s, sku=messages.SKU, quantity=messages.QUANTITY)
+        ),
     },
     "shipping": {
         x.READY_TO_SHIP: State(

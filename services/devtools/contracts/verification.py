@@ -152,8 +152,10 @@ def verify_provider(
     One verifier run per provider rather than per pair: each run costs about a second of server shutdown.
     Every ``PairResult`` carries the structured results of its own pair and the text output of the whole run.
     """
-    names = consumers if consumers is not None else sorted(
-        f.consumer for f in pactfiles.load_all(pact_dir) if f.provider == provider
+    names = (
+        consumers
+        if consumers is not None
+        else sorted(f.consumer for f in pactfiles.load_all(pact_dir) if f.provider == provider)
     )
     paths = {c: pactfiles.pact_path(pact_dir, c, provider) for c in names}
     missing = [

@@ -195,12 +195,11 @@ class World:
         kafka = _OneMessage([message], stop)
         dead = _DeadLetters()
         loop = ConsumerLoop(
-            service=self.definition.name,
+            definition=self.definition,
             prefix=PREFIX,
             consumer=cast(Consumer, kafka),
             store=self.store,
             tables=self.runtime.tables,
-            handlers=self.definition.handlers,
             dlq=cast(DeadLetterPublisher, dead),
             metrics=self.runtime.metrics,
             on_committed=lambda: None,

@@ -293,9 +293,7 @@ class LocalBroker:
         startup_timeout: float = 120.0,
     ) -> None:
         self._owns_dir = state_dir is None
-        self.state_dir = (
-            Path(tempfile.mkdtemp(prefix="orderflow-kafka-")) if state_dir is None else Path(state_dir)
-        )
+        self.state_dir = Path(tempfile.mkdtemp(prefix="orderflow-kafka-")) if state_dir is None else Path(state_dir)
         self.properties_file = self.state_dir / "server.properties"
         self.data_dir = self.state_dir / "data"
         self.stdout_log = self.state_dir / "broker.log"
@@ -304,9 +302,7 @@ class LocalBroker:
         self._auto_ports = port is None and controller_port is None
         previous = self._previous_ports()
         self.port = port if port is not None else (previous[0] if previous else None)
-        self.controller_port = (
-            controller_port if controller_port is not None else (previous[1] if previous else None)
-        )
+        self.controller_port = controller_port if controller_port is not None else (previous[1] if previous else None)
         self._proc: subprocess.Popen[bytes] | None = None
 
     # -- public surface ---------------------------------------------------------------------------
@@ -539,8 +535,7 @@ log.cleaner.dedupe.buffer.size=33554432
         cmd = self._java_cmd(java, libs, "kafka.Kafka", str(self.properties_file), jvm_opts=_HEAP_OPTS)
         with self.stdout_log.open("ab") as out:
             out.write(
-                f"=== {time.strftime('%Y-%m-%d %H:%M:%S')} starting Kafka {KAFKA_VERSION}: "
-                f"{' '.join(cmd)}\n".encode()
+                f"=== {time.strftime('%Y-%m-%d %H:%M:%S')} starting Kafka {KAFKA_VERSION}: {' '.join(cmd)}\n".encode()
             )
             out.flush()
             try:
@@ -783,9 +778,7 @@ def _parser() -> argparse.ArgumentParser:
         f"the background. State and logs: {daemon_dir()}.",
     )
     sub = parser.add_subparsers(dest="command", required=True)
-    start = sub.add_parser(
-        "start", help="start the broker (no-op if it already runs) and print its bootstrap"
-    )
+    start = sub.add_parser("start", help="start the broker (no-op if it already runs) and print its bootstrap")
     start.add_argument(
         "--port",
         type=int,
@@ -822,11 +815,7 @@ def main(argv: list[str]) -> int:
             return 0
         if args.command == "stop":
             pid = stop_daemon()
-            print(
-                f"stopped the Kafka broker (pid {pid})"
-                if pid is not None
-                else "the Kafka broker was not running"
-            )
+            print(f"stopped the Kafka broker (pid {pid})" if pid is not None else "the Kafka broker was not running")
             return 0
         status = daemon_status()
         if status is None:
