@@ -39,7 +39,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     delegated = {
         "kafka": "services.devtools.kafka",
         "demo": "services.demo",
-        "operator": "orderflow_operator.main",
+        "operator": "orderflow_operator",
         "contracts": "services.devtools.contracts",
     }
     if argv and argv[0] in delegated:
