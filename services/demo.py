@@ -9,6 +9,8 @@ throughput, latency and one order's timeline. It checks the design's invariants 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import dataclasses
 import os
 import random
 import signal
@@ -18,14 +20,17 @@ import time
 import uuid
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from services.devtools import client
 from services.devtools.kafka import ensure_broker
+from services.devtools.postgres import PostgresServer, PostgresUnavailable
 from services.devtools.stack import Stack
 from services.devtools.wait import until
+from services.events import catalog
 
 SKUS = {"SKU-1": 100_000, "SKU-2": 100_000, "SKU-3": 100_000, "SKU-RARE": 5}
 RICH = [f"customer-{i}" for i in range(20)]
@@ -88,13 +93,31 @@ def _seconds_between(a: str, b: str) -> float:
     return (datetime.fromisoformat(b) - datetime.fromisoformat(a)).total_seconds()
 
 
-def run(*, orders: int, deadline_orders: int, concurrency: int, seed: int, workdir: Path) -> int:
+@dataclass(frozen=True)
+class Figures:
+    """What a demo run measured (the benchmark compares runs by these)."""
+
+    orders: int
+    throughput: float
+    p50_ms: float
+    p99_ms: float
+    invariants_ok: bool
+
+
+def run(
+    *, orders: int, deadline_orders: int, concurrency: int, seed: int, workdir: Path, postgres: bool = False
+) -> Figures:
     rng = random.Random(seed)
     prefix = f"demo{uuid.uuid4().hex[:8]}"
     print(f"OrderFlow demo: {orders} orders (+{deadline_orders} that will miss their deadline)")
-    with ensure_broker() as bootstrap:
-        print(f"  Kafka at {bootstrap}; topics {prefix}.*; services' logs and databases in {workdir}")
-        with Stack(bootstrap=bootstrap, prefix=prefix, workdir=workdir) as stack:
+    with ensure_broker() as bootstrap, contextlib.ExitStack() as cleanup:
+        urls = None
+        if postgres:
+            server = cleanup.enter_context(PostgresServer(durable=True))
+            urls = {s: server.create_database(f"{prefix}_{s}") for s in catalog.SERVICES}
+        where = "PostgreSQL (one database per service)" if postgres else f"SQLite in {workdir}"
+        print(f"  Kafka at {bootstrap}; topics {prefix}.*; state on {where}; logs in {workdir}")
+        with Stack(bootstrap=bootstrap, prefix=prefix, workdir=workdir, database_urls=urls) as stack:
             print("  services up: " + ", ".join(f"{n} {s.url}" for n, s in stack.services.items()))
             for sku, n in SKUS.items():
                 stack.put_stock(sku, n)
@@ -105,13 +128,13 @@ def run(*, orders: int, deadline_orders: int, concurrency: int, seed: int, workd
             ids = _place(stack, _order_mix(orders, rng), concurrency)
             ids += _deadline_case(stack, deadline_orders)
             final = _await_all(stack, ids)
-            _summary(stack, final)
+            figures = _summary(stack, final)
             failures = _check(stack, final)
     if failures:
         print("INVARIANTS BROKEN:\n  " + "\n  ".join(failures))
-        return 1
+        return dataclasses.replace(figures, invariants_ok=False)
     print("invariants: every order terminal once; stock and money conserved; compensation complete")
-    return 0
+    return figures
 
 
 def _place(stack: Stack, mix: list[dict[str, Any]], concurrency: int) -> list[str]:
@@ -187,7 +210,7 @@ def _await_all(stack: Stack, ids: list[str]) -> dict[str, dict[str, Any]]:
     return final
 
 
-def _summary(stack: Stack, final: dict[str, dict[str, Any]]) -> None:
+def _summary(stack: Stack, final: dict[str, dict[str, Any]]) -> Figures:
     outcomes = Counter(o["status"] + (f" ({o['reason']})" if o["reason"] else "") for o in final.values())
     latencies = [_seconds_between(o["created_at"], o["terminal_at"]) for o in final.values()]
     normal = [o for o in final.values() if o["reason"] != "deadline_exceeded"]
@@ -221,6 +244,13 @@ def _summary(stack: Stack, final: dict[str, dict[str, Any]]) -> None:
         for step in order["timeline"]:
             offset = (datetime.fromisoformat(step["time"]) - t0).total_seconds() * 1000
             print(f"  +{offset:7.0f} ms  {step['service']:<10} {step['name']}")
+    return Figures(
+        orders=len(final),
+        throughput=len(normal) / span,
+        p50_ms=_percentile(normal_latencies, 0.5) * 1000,
+        p99_ms=_percentile(normal_latencies, 0.99) * 1000,
+        invariants_ok=True,
+    )
 
 
 def _check(stack: Stack, final: dict[str, dict[str, Any]]) -> list[str]:
@@ -256,6 +286,11 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--concurrency", type=int, default=8, help="parallel HTTP clients (default 8)")
     parser.add_argument("--seed", type=int, default=7, help="random seed of the order mix")
     parser.add_argument("--workdir", type=Path, help="where logs and databases go (default: a temp dir)")
+    parser.add_argument(
+        "--postgres",
+        action="store_true",
+        help="keep the services' state in a private PostgreSQL server (needs Debian's postgresql) instead of SQLite",
+    )
     args = parser.parse_args(argv)
     if args.orders < 10:
         parser.error("--orders must be at least 10 (the mix needs room for every kind of order)")
@@ -263,12 +298,16 @@ def main(argv: list[str]) -> int:
         parser.error(f"--deadline-orders must be between 0 and {len(RICH)}")
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="orderflow-demo-"))
     try:
-        return run(
+        figures = run(
             orders=args.orders,
             deadline_orders=args.deadline_orders,
             concurrency=args.concurrency,
             seed=args.seed,
             workdir=workdir,
+            postgres=args.postgres,
         )
+    except PostgresUnavailable as e:
+        parser.exit(2, f"orderflow demo --postgres: {e}\n")
     except KeyboardInterrupt:
         return 130
+    return 0 if figures.invariants_ok else 1

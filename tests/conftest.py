@@ -84,7 +84,7 @@ def make_stack(
     for stack in stacks:
         stack.stop()
         if failed:
-            for service in stack.services.values():
+            for service in stack.processes():
                 print(f"\n----- {service.name} log (tail) -----\n{service.log_tail(40)}")
 
 

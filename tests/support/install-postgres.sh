@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Install Debian's PostgreSQL server binaries when they are missing: the tests start a private server from
-# /usr/lib/postgresql/<version>/bin (tests/support/postgres.py). Nothing to do when one is already installed.
+# /usr/lib/postgresql/<version>/bin (services/devtools/postgres.py). Nothing to do when one is already installed.
 set -euo pipefail
 if compgen -G '/usr/lib/postgresql/*/bin/pg_ctl' >/dev/null || [[ -n "${ORDERFLOW_PG_BIN:-}" ]]; then
     exit 0
