@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell sha1sum pyproject.toml 2>/dev/null | cut -c1-12)
 export PACT_DO_NOT_TRACK := true
 
-.PHONY: help venv demo test bench lint prereqs contracts contracts-verify contracts-generate kafka-start kafka-stop clean
+.PHONY: help venv demo test bench bench-services bench-operator lint prereqs contracts contracts-verify contracts-generate kafka-start kafka-stop clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 16
@@ -23,16 +23,24 @@ $(STAMP): pyproject.toml
 demo: venv ## run the four services on a local Kafka and place a batch of orders
 	$(BIN)/orderflow demo
 
-prereqs: venv ## fetch/build what the tests need: Kafka jars, kube-apiserver+etcd+kubectl, the AsyncAPI validator
+prereqs: venv ## fetch/build/install what the tests need: Kafka, kube-apiserver+etcd+kubectl, AsyncAPI, PostgreSQL
 	$(BIN)/python -c 'from services.devtools.kafka import ensure_jars; print("kafka jars:", ensure_jars())'
 	bash tests/envtest/build.sh
 	bash contracts/tools/install-asyncapi.sh
+	bash tests/support/install-postgres.sh
+	$(BIN)/python -m tests.deploy.skaffold_schema
 
 test: prereqs ## run the whole test suite against real Kafka and a real kube-apiserver
 	$(BIN)/python -m pytest
 
-bench: venv ## run the benchmarks (figures are ratios to a baseline measured in the same run)
+bench: venv ## all benchmarks; figures are ratios to a baseline measured in the same run
 	$(BIN)/python -m bench
+
+bench-services: venv ## batched vs per-message consumer throughput; the demo on SQLite and PostgreSQL
+	$(BIN)/python -m bench services
+
+bench-operator: venv ## operator: lag-burst reaction time and a load ramp vs a KEDA-like baseline
+	$(BIN)/python -m bench operator
 
 contracts: venv ## the contract suite alone (pacts, provider verification, failure proofs, drift, graph, AsyncAPI)
 	bash contracts/tools/install-asyncapi.sh
@@ -45,7 +53,7 @@ contracts-generate: venv ## regenerate the pacts, contracts/asyncapi.yaml and th
 	$(BIN)/orderflow contracts generate
 
 lint: venv ## ruff
-	$(BIN)/ruff check services operator tests
+	$(BIN)/ruff check services operator tests bench
 
 kafka-start: venv ## start a local Kafka broker in the background (127.0.0.1:19092)
 	$(BIN)/orderflow kafka start

@@ -1,4 +1,5 @@
-"""Reading and writing topics directly, to play a producer the services have never met or to read what they said."""
+"""Reading, writing and watching topics directly: to play a producer the services never met, to read what they
+said, and to know when a consumer group has applied everything (tests, benchmarks)."""
 
 from __future__ import annotations
 

@@ -43,13 +43,29 @@ DISPATCHED: Final = "DISPATCHED"
 CANCELLED: Final = "CANCELLED"
 
 
-def _remember(tx: Tx, order_id: OrderId, **values: Any) -> None:
-    if not tx.conn.execute(shipments.update().where(shipments.c.order_id == order_id).values(**values)).rowcount:
-        tx.conn.execute(shipments.insert().values(order_id=order_id, **values))
+# Statements are built once with bind parameters: building and cache-keying a SQLAlchemy expression per event
+# cost more than executing it (measured by `make bench`).
+_B = sa.bindparam
+_ROW = sa.select(shipments).where(shipments.c.order_id == _B("p_order_id"))
+_INSERT = shipments.insert()
+_REMEMBER = {
+    column: shipments.update().where(shipments.c.order_id == _B("p_order_id")).values({column: _B("p_value")})
+    for column in ("deadline", "stock", "payment")
+}
+_CONCLUDE = (
+    shipments.update()
+    .where(shipments.c.order_id == _B("p_order_id"), shipments.c.outcome.is_(None))
+    .values(outcome=_B("p_outcome"), reason=_B("p_reason"), shipment_id=_B("p_shipment_id"), decided_at=_B("p_now"))
+)
+
+
+def _remember(tx: Tx, order_id: OrderId, column: str, value: Any) -> None:
+    if not tx.conn.execute(_REMEMBER[column], {"p_order_id": order_id, "p_value": value}).rowcount:
+        tx.conn.execute(_INSERT, {"order_id": order_id, column: value})
 
 
 def _decide(tx: Tx, order_id: OrderId) -> None:
-    row = tx.conn.execute(sa.select(shipments).where(shipments.c.order_id == order_id)).one()
+    row = tx.conn.execute(_ROW, {"p_order_id": order_id}).one()
     if row.outcome is not None:
         return
     if row.stock == "REJECTED":
@@ -68,15 +84,18 @@ def _aware(moment: datetime) -> datetime:
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
-def _conclude(tx: Tx, order_id: OrderId, **values: Any) -> bool:
+def _conclude(
+    tx: Tx, order_id: OrderId, *, outcome: str, reason: str | None = None, shipment_id: str | None = None
+) -> bool:
     """The decision point: true for exactly one caller per order, whoever races it."""
-    return bool(
-        tx.conn.execute(
-            shipments.update()
-            .where(shipments.c.order_id == order_id, shipments.c.outcome.is_(None))
-            .values(decided_at=tx.now, **values)
-        ).rowcount
-    )
+    params = {
+        "p_order_id": order_id,
+        "p_outcome": outcome,
+        "p_reason": reason,
+        "p_shipment_id": shipment_id,
+        "p_now": tx.now,
+    }
+    return bool(tx.conn.execute(_CONCLUDE, params).rowcount)
 
 
 def dispatch(tx: Tx, order_id: OrderId) -> None:
@@ -95,7 +114,7 @@ def cancel(tx: Tx, order_id: OrderId, reason: str) -> None:
 
 
 def on_order_created(tx: Tx, event: Event) -> None:
-    _remember(tx, event.subject, deadline=datetime.fromisoformat(event.data["deadline"]))
+    _remember(tx, event.subject, "deadline", datetime.fromisoformat(event.data["deadline"]))
     _decide(tx, event.subject)
 
 
@@ -103,7 +122,7 @@ def _fact(column: str, value: str) -> Any:
     def handle(tx: Tx, event: Event) -> None:
         if event.data.get("reason") == schemas.ORDER_CANCELLED:
             return  # an answer to a cancellation that was already decided: no news for the decision point
-        _remember(tx, event.subject, **{column: value})
+        _remember(tx, event.subject, column, value)
         _decide(tx, event.subject)
 
     handle.__name__ = f"on_{column}_{value.lower()}"

@@ -6,9 +6,10 @@ import random
 from collections import Counter
 from collections.abc import Callable
 
+from services.devtools import topics as kafka
 from services.devtools.stack import Stack
 from services.events import catalog
-from tests.support import invariants, kafka
+from tests.support import invariants
 
 
 def test_deadline_with_billing_stopped_cancels_and_compensates(make_stack: Callable[..., Stack]) -> None:

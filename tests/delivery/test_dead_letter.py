@@ -8,11 +8,12 @@ from collections.abc import Callable
 from cloudevents.core.bindings import kafka as ce_kafka
 from cloudevents.core.v1.event import CloudEvent
 
+from services.devtools import topics as kafka
 from services.devtools.stack import Stack
 from services.devtools.wait import until
 from services.events import codec
 from services.runtime import dlq
-from tests.support import events, kafka
+from tests.support import events
 
 
 def _headers_without(record: codec.KafkaRecord, *names: str) -> list[tuple[str, bytes]]:

@@ -7,9 +7,10 @@ from typing import Any
 
 import pytest
 
+from services.devtools import topics as kafka
 from services.devtools.stack import Stack
 from services.events import catalog
-from tests.support import invariants, kafka
+from tests.support import invariants
 
 SKUS = {"SKU-1": 40, "SKU-2": 500}
 ACCOUNTS = {"alice": 200_000, "bob": 2_000}

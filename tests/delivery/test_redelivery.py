@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from services.devtools import topics as kafka
 from services.devtools.stack import Stack
 from services.devtools.wait import until
 from services.events import catalog
-from tests.support import events, kafka
+from tests.support import events
 
 
 def test_the_same_order_created_twice_charges_once(

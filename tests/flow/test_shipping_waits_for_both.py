@@ -6,10 +6,11 @@ from collections.abc import Callable
 
 import pytest
 
+from services.devtools import topics as kafka
 from services.devtools.stack import Stack
 from services.devtools.wait import until
 from services.events import catalog
-from tests.support import events, kafka
+from tests.support import events
 
 
 @pytest.mark.parametrize("first", ["stock", "payment"])

@@ -13,9 +13,10 @@ from collections.abc import Callable
 
 import pytest
 
+from services.devtools import topics as kafka
 from services.devtools.stack import Stack
 from services.events import Event, catalog
-from tests.support import kafka, worlds
+from tests.support import worlds
 
 PER_WORLD = 4
 
