@@ -221,11 +221,12 @@ class Stack:
         currency: str = "EUR",
         deadline_seconds: float | None = None,
         key: str | None = None,
+        headers: dict[str, str] | None = None,
     ) -> dict[str, Any]:
         body: dict[str, Any] = {"customer_id": customer_id, "currency": currency, "items": items}
         if deadline_seconds is not None:
             body["deadline_seconds"] = deadline_seconds
-        headers = {"Idempotency-Key": key} if key else None
+        headers = {**(headers or {}), **({"Idempotency-Key": key} if key else {})}
         result: dict[str, Any] = client.ok("POST", f"{self.url('order')}/orders", body, headers=headers)
         return result
 

@@ -46,13 +46,14 @@ def runtime_tables(metadata: sa.MetaData) -> dict[str, sa.Table]:
 class Runtime:
     """What handlers, routes and tickers of a running service can use."""
 
-    def __init__(self, definition: Definition, settings: Settings) -> None:
+    def __init__(self, definition: Definition, settings: Settings, *, producer: Producer | None = None) -> None:
+        """``producer`` replaces the relay's Kafka producer (e.g. one that must never be used, for contracts)."""
         self.definition = definition
         self.settings = settings
         self.tables = runtime_tables(definition.metadata)
         self.store = Store(settings.database_url, definition.metadata)
         self.metrics = Metrics(definition.name)
-        self.producer = Producer(outbox.producer_config(settings))
+        self.producer = producer if producer is not None else Producer(outbox.producer_config(settings))
         self.relay = outbox.Relay(
             store=self.store,
             outbox=self.tables["outbox"],

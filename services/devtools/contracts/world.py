@@ -28,36 +28,28 @@ from confluent_kafka import Consumer, Message, Producer, TopicPartition
 
 from services.devtools.contracts.messages import PREFIX
 from services.events import KafkaRecord
-from services.runtime import Definition, Runtime, Settings, Tx, outbox
+from services.runtime import Definition, Runtime, Settings, Tx
 from services.runtime.consumer import ConsumerLoop
-from services.runtime.db import Store
 from services.runtime.dlq import DeadLetter, DeadLetterPublisher
-from services.runtime.metrics import Metrics
-from services.runtime.service import runtime_tables
 
 
 class ConsumerRejected(AssertionError):
     """The consumer's real path refused a message (dead-lettered it, or never committed its offset)."""
 
 
-class _OfflineRuntime(Runtime):
-    """A ``Runtime`` whose relay never runs: events stay in the outbox, where ``World`` reads them."""
+class _NoKafka:
+    """The relay's producer in a contract world, where the relay never runs: events stay in the outbox, where
+    ``World`` reads them. Any use is a bug."""
 
-    def __init__(self, definition: Definition, settings: Settings) -> None:  # no super(): no Kafka, on purpose
-        self.definition = definition
-        self.settings = settings
-        self.tables = runtime_tables(definition.metadata)
-        self.store = Store(settings.database_url, definition.metadata)
-        self.metrics = Metrics(definition.name)
-        # ``transaction()`` wakes the relay after each commit; a relay that is never run needs no producer.
-        self.producer = cast(Producer, None)
-        self.relay = outbox.Relay(
-            store=self.store,
-            outbox=self.tables["outbox"],
-            lease=self.tables["outbox_lease"],
-            producer=self.producer,
-            metrics=self.metrics,
-        )
+    def produce(self, *_args: object, **_kwargs: object) -> None:
+        raise AssertionError("a contract world never publishes to Kafka")
+
+    def flush(self, *_args: object) -> int:
+        return 0
+
+
+def _offline_runtime(definition: Definition, settings: Settings) -> Runtime:
+    return Runtime(definition, settings, producer=cast(Producer, _NoKafka()))
 
 
 class _OneMessage:
@@ -122,7 +114,7 @@ class World:
             database_url=f"sqlite:///{self.directory / f'{definition.name}.db'}",
             topic_prefix=PREFIX,
         )
-        self.runtime = _OfflineRuntime(definition, settings)
+        self.runtime = _offline_runtime(definition, settings)
         self.store = self.runtime.store
         self._offset = 0
 
