@@ -52,8 +52,9 @@ contracts-verify: venv ## verify every consumer x provider pair and print the ma
 contracts-generate: venv ## regenerate the pacts, contracts/asyncapi.yaml and the flow graph (then review and commit)
 	$(BIN)/orderflow contracts generate
 
-lint: venv ## ruff
+lint: venv ## ruff, then mypy --strict (its settings and files are in pyproject.toml)
 	$(BIN)/ruff check services operator tests bench
+	$(BIN)/mypy
 
 kafka-start: venv ## start a local Kafka broker in the background (127.0.0.1:19092)
 	$(BIN)/orderflow kafka start
@@ -62,4 +63,4 @@ kafka-stop: venv ## stop it
 	$(BIN)/orderflow kafka stop
 
 clean: ## remove the virtualenv and caches in the tree (not ~/.cache/orderflow)
-	rm -rf $(VENV) .pytest_cache .hypothesis build *.egg-info
+	rm -rf $(VENV) .pytest_cache .mypy_cache .hypothesis build *.egg-info

@@ -191,7 +191,7 @@ def _await_all(stack: Stack, ids: list[str]) -> dict[str, dict[str, Any]]:
 
     def settled() -> bool:
         summary = client.ok("GET", f"{order_url}/orders")
-        pending = summary["by_status"].get("PENDING", 0)
+        pending: int = summary["by_status"].get("PENDING", 0)
         progress.show(summary["orders"] - pending)
         return pending == 0
 

@@ -135,7 +135,7 @@ def environment(tmp: Path) -> Iterator[tuple[EnvTest, str, client.ApiClient]]:
 
 def namespace(api: client.ApiClient, prefix: str) -> str:
     name = f"{prefix}-{uuid.uuid4().hex[:6]}"
-    client.CoreV1Api(api).create_namespace({"metadata": {"name": name}})
+    client.CoreV1Api(api).create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=name)))
     return name
 
 
@@ -477,7 +477,8 @@ def main(argv: list[str] | None = None) -> int:
         environment(Path(tmp)) as (envtest, bootstrap, api),
     ):
         admin = AdminClient({"bootstrap.servers": bootstrap})
-        operator = kit.OperatorProcess(kubeconfig=Path(envtest.kubeconfig), log_path=Path(tmp) / "operator.log")
+        assert envtest.kubeconfig is not None, "EnvTest.start() writes the kubeconfig"
+        operator = kit.OperatorProcess(kubeconfig=envtest.kubeconfig, log_path=Path(tmp) / "operator.log")
         operator.start()
         try:
             print(f"1. reaction to a lag burst ({args.reps} bursts, interval {args.interval}s)", flush=True)

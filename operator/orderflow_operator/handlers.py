@@ -37,6 +37,8 @@ logging.getLogger("kopf.objects").addFilter(_QuietEventHandlerSuccess())
 
 
 def _post(body: Mapping[str, Any], event_type: str, reason: str, message: str) -> None:
+    # kopf types ``objs`` as its own Body view (which the handlers pass on); any mapping with apiVersion, kind and
+    # metadata serves, since kopf only reads the object reference from it.
     kopf.event(body, type=event_type, reason=reason, message=message)  # type: ignore[arg-type]
 
 

@@ -83,7 +83,7 @@ class Kube:
         except ApiException as e:
             what = "not found" if e.status == 404 else f"not readable (HTTP {e.status} {e.reason})"
             raise errors.SecretUnavailable(f"Secret {namespace}/{name} {what}") from e
-        data: Mapping[str, str] = secret.data or {}
+        data: Mapping[str, str | bytes] = secret.data or {}
         return {k: base64.b64decode(v).decode() for k, v in data.items()}
 
     def patch_status(self, namespace: str, name: str, status: Mapping[str, Any]) -> None:

@@ -16,7 +16,7 @@ from __future__ import annotations
 import collections
 import dataclasses
 import functools
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 from orderflow_operator.spec import FlowSpec, StageName
 
@@ -55,24 +55,24 @@ class RateTracker:
         while len(self._samples) > 2 and sample.at - self._samples[1].at >= self.span:
             self._samples.popleft()
 
-    def _rate(self, field: str) -> float | None:
+    def _rate(self, counter: Callable[[Sample], int]) -> float | None:
         if len(self._samples) < 2:
             return None
         first, last = self._samples[0], self._samples[-1]
         elapsed = last.at - first.at
         if elapsed <= 0:
             return None
-        return max(getattr(last, field) - getattr(first, field), 0) / elapsed
+        return max(counter(last) - counter(first), 0) / elapsed
 
     @property
     def arrival(self) -> float | None:
         """Messages per second appended to the stage's topics."""
-        return self._rate("end_total")
+        return self._rate(lambda s: s.end_total)
 
     @property
     def consume(self) -> float | None:
         """Messages per second the stage's group committed."""
-        return self._rate("committed_total")
+        return self._rate(lambda s: s.committed_total)
 
 
 def upstream_rates(flow: FlowSpec, arrival: Mapping[str, float | None]) -> dict[StageName, float | None]:

@@ -184,7 +184,7 @@ async def tick(
     try:
         flow = spec.parse(body.get("spec") or {})
     except errors.InvalidSpec as e:
-        conds = [
+        conds: list[Condition] = [
             Condition(type=Type.READY, status=Status.FALSE, reason=e.reason, message=str(e)),
             Condition(type=Type.SCALING, status=Status.UNKNOWN, reason=e.reason, message="spec is invalid"),
         ]
@@ -220,8 +220,8 @@ async def tick(
     for gone in set(state.stages) - {s.name for s in flow.stages}:
         del state.stages[gone]
 
-    arrival = {s.name: state.stages[s.name].tracker.arrival for s in flow.stages}
-    predicted: Mapping[str, float | None] = (
+    arrival: dict[str, float | None] = {s.name: state.stages[s.name].tracker.arrival for s in flow.stages}
+    predicted: Mapping[spec.StageName, float | None] = (
         rates.upstream_rates(flow, arrival) if flow.scaling.policy is scaling.Policy.FLOW_AWARE else {}
     )
 
@@ -375,7 +375,7 @@ async def tick(
             )
 
     # Conditions.
-    conds: list[Condition] = [health_cond]
+    conds = [health_cond]
     if kafka_error is None:
         conds.append(
             Condition(

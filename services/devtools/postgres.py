@@ -22,7 +22,9 @@ import shutil
 import signal
 import subprocess
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypedDict
 
 import psycopg
 
@@ -37,15 +39,18 @@ class PostgresUnavailable(RuntimeError):
     """No PostgreSQL server binaries on this machine, or the server would not start."""
 
 
+def _version(bin_postgres: str) -> tuple[int, ...]:
+    """The numbers of ``<v>`` in ``/usr/lib/postgresql/<v>/bin/postgres`` (``16``, or ``9.6`` before PostgreSQL 10),
+    to pick the newest; ``()`` for a directory not named by a version, which sorts first."""
+    return tuple(int(n) for n in re.findall(r"\d+", Path(bin_postgres).parent.parent.name))
+
+
 def find_bin_dir() -> Path:
     """Where ``initdb``, ``postgres`` and ``pg_ctl`` are."""
     explicit = os.environ.get("ORDERFLOW_PG_BIN")
     if explicit:
         return Path(explicit)
-    candidates = sorted(
-        glob.glob("/usr/lib/postgresql/*/bin/postgres"),
-        key=lambda p: int(re.search(r"/(\d+)/bin/", p).group(1)),  # type: ignore[union-attr]
-    )
+    candidates = sorted(glob.glob("/usr/lib/postgresql/*/bin/postgres"), key=_version)
     if candidates:
         return Path(candidates[-1]).parent
     pg_config = shutil.which("pg_config")
@@ -72,6 +77,15 @@ def _unprivileged_user() -> pwd.struct_passwd | None:
     raise PostgresUnavailable("running as root and neither a `postgres` nor a `nobody` user exists to run initdb")
 
 
+class _ServerUser(TypedDict, total=False):
+    """The ``subprocess`` keyword arguments that run a child as the server's user and tie it to this process."""
+
+    user: int
+    group: int
+    extra_groups: list[int]
+    preexec_fn: Callable[[], None]
+
+
 def _die_with_parent() -> None:
     # Runs in the child after the uid switch (which would clear it): a killed test run leaves no server behind.
     ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
@@ -96,7 +110,7 @@ class PostgresServer:
     def url(self, database: str) -> str:
         return f"postgresql://{SUPERUSER}@127.0.0.1:{self.port}/{database}"
 
-    def _as_server_user(self) -> dict[str, object]:
+    def _as_server_user(self) -> _ServerUser:
         if self._user is None:
             return {"preexec_fn": _die_with_parent}
         return {
@@ -132,7 +146,7 @@ class PostgresServer:
             text=True,
             env=env,
             cwd=self.root,
-            **self._as_server_user(),  # type: ignore[arg-type]
+            **self._as_server_user(),
         )
         if init.returncode != 0:
             raise PostgresUnavailable(f"initdb failed ({init.returncode}):\n{init.stdout}\n{init.stderr}")
@@ -158,7 +172,7 @@ class PostgresServer:
                 stderr=subprocess.STDOUT,
                 env=env,
                 cwd=self.root,
-                **self._as_server_user(),  # type: ignore[arg-type]
+                **self._as_server_user(),
             )
             log.close()
             try:

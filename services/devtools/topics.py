@@ -6,12 +6,19 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import TypeAlias
 
 from confluent_kafka import Consumer, ConsumerGroupTopicPartitions, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient
 
 from services.devtools.wait import until
 from services.events import Event, KafkaRecord, codec
+from services.runtime.consumer import delivery_of, headers_of
+
+Headers: TypeAlias = list[tuple[str, str | bytes | None]]
+"""Headers as ``Producer.produce`` takes them."""
+RawRecord: TypeAlias = tuple[str, bytes | None, bytes | None, Headers]
+"""``(topic, key, value, headers)``: a record the services' codec did not make (a copy, or poison)."""
 
 
 @dataclass(frozen=True)
@@ -32,11 +39,14 @@ class Read:
         return raw.decode() if raw else None
 
 
-def publish(bootstrap: str, records: Iterable[KafkaRecord | tuple[str, bytes | None, bytes | None, list]]) -> None:
+def publish(bootstrap: str, records: Iterable[KafkaRecord | RawRecord]) -> None:
     """Produce records (KafkaRecord, or raw ``(topic, key, value, headers)``) in order and wait for the acks."""
     producer = Producer({"bootstrap.servers": bootstrap, "enable.idempotence": True, "acks": "all"})
     errors: list[object] = []
     for record in records:
+        key: bytes | None
+        value: bytes | None
+        headers: Headers
         if isinstance(record, KafkaRecord):
             topic, key, value, headers = record.topic, record.key, record.value, list(record.headers)
         else:
@@ -83,18 +93,19 @@ def read_all(bootstrap: str, topic: str, *, timeout: float = 30, at_least: int =
                 for m in consumer.consume(500, timeout=1.0):
                     if m.error():
                         continue
+                    at = delivery_of(m)
                     reads.append(
                         Read(
-                            m.topic(),
-                            m.partition(),
-                            m.offset(),
+                            at.topic,
+                            at.partition,
+                            at.offset,
                             m.key(),
                             m.value(),
-                            {k: v for k, v in (m.headers() or []) if v is not None},
+                            {k: v for k, v in headers_of(m) if v is not None},
                         )
                     )
-                    if m.offset() + 1 >= remaining.get(m.partition(), 0):
-                        remaining.pop(m.partition(), None)
+                    if at.offset + 1 >= remaining.get(at.partition, 0):
+                        remaining.pop(at.partition, None)
             return True
 
         until(caught_up, timeout=timeout, what=f"{at_least} message(s) on {topic}", interval=0.1)

@@ -118,7 +118,8 @@ def decode(*, key: bytes | None, value: bytes | None, headers: list[tuple[str, b
     event_type = attributes.get("type")
     if attributes.get("specversion") != "1.0":
         raise Poison("unsupported_specversion", f"specversion {attributes.get('specversion')!r}")
-    if event_type not in catalog.CATALOG:
+    # The SDK has already checked that ``type`` is a string; isinstance tells the type checker so.
+    if not isinstance(event_type, str) or event_type not in catalog.CATALOG:
         raise Poison("unknown_type", f"type {event_type!r} is not in the event catalog")
     subject = attributes.get("subject")
     if not subject:

@@ -13,6 +13,7 @@ import hashlib
 import json
 import logging
 import re
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
@@ -185,7 +186,7 @@ _NEW_ORDER = body_validator(
 )
 
 
-def _order_json(row: Any, events: list[Any] | None = None) -> dict[str, Any]:
+def _order_json(row: Any, events: Sequence[Any] | None = None) -> dict[str, Any]:
     body: dict[str, Any] = {
         "order_id": row.order_id,
         "status": row.status,

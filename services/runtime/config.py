@@ -11,9 +11,13 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Final
+from typing import Final, TypeAlias
 
 from services.runtime.errors import ConfigError
+
+KafkaValue: TypeAlias = str | int | float | bool
+"""A librdkafka setting's value, as confluent-kafka's clients take it."""
+KafkaConfig: TypeAlias = dict[str, KafkaValue]
 
 DEFAULT_PORTS: Final = {"order": 8081, "inventory": 8082, "billing": 8083, "shipping": 8084}
 
@@ -52,8 +56,11 @@ class Settings:
     def group(self) -> str:
         return self.consumer_group or f"{self.topic_prefix}-{self.service}"
 
-    def kafka_config(self, defaults: Mapping[str, object] | None = None, **required: object) -> dict[str, object]:
-        """librdkafka settings: ``defaults``, overridden by the user's ``ORDERFLOW_KAFKA_*``, then role requirements."""
+    def kafka_config(self, defaults: Mapping[str, KafkaValue] | None = None, /, **required: KafkaValue) -> KafkaConfig:
+        """librdkafka settings: ``defaults``, overridden by the user's ``ORDERFLOW_KAFKA_*``, then role requirements.
+
+        ``defaults`` is positional-only so that no librdkafka name passed in ``required`` can be taken for it.
+        """
         return {**(defaults or {}), "bootstrap.servers": self.kafka_bootstrap, **self.kafka_options, **required}
 
 

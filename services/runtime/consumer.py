@@ -8,11 +8,13 @@ by re-running the batch one message per transaction; only that message is dead-l
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import cast
 
 import sqlalchemy as sa
 from confluent_kafka import Consumer, KafkaException, Message, TopicPartition
@@ -114,11 +116,11 @@ class ConsumerLoop:
                     raise KafkaException(err)
                 log.warning("consumer error: %s", err)
                 continue
-            topic, partition, offset = m.topic(), m.partition(), m.offset()
-            offsets[(topic, partition)] = max(offsets.get((topic, partition), -1), offset)
-            delivery = Delivery(topic, partition, offset)
+            delivery = delivery_of(m)
+            where = (delivery.topic, delivery.partition)
+            offsets[where] = max(offsets.get(where, -1), delivery.offset)
             try:
-                event = codec.decode(key=m.key(), value=m.value(), headers=m.headers())
+                event = codec.decode(key=m.key(), value=m.value(), headers=headers_of(m))
             except Poison as p:
                 letters.append(_letter(m, delivery, p.reason, p.detail))
                 continue
@@ -159,7 +161,7 @@ class ConsumerLoop:
             attempts = 0
             while True:
                 try:
-                    self._retrying(lambda item=item: self._transaction([item]))
+                    self._retrying(functools.partial(self._transaction, [item]))
                     break
                 except Stopping:
                     raise
@@ -253,6 +255,24 @@ def apply(
     return new, tx
 
 
+def delivery_of(m: Message) -> Delivery:
+    """Where a consumed message came from.
+
+    Kafka's contract: a message ``consume()`` returns without an error always has a topic, partition and offset
+    (confluent-kafka types them ``Optional`` because an error event, or a message built by hand, may lack them).
+    """
+    topic, partition, offset = m.topic(), m.partition(), m.offset()
+    assert topic is not None and partition is not None and offset is not None, "a consumed message has a position"
+    return Delivery(topic, partition, offset)
+
+
+def headers_of(m: Message) -> list[tuple[str, bytes | None]]:
+    """A consumed message's headers, ``[]`` when it has none."""
+    # cast: librdkafka hands a consumed message's headers back as a list of (name, bytes-or-None) pairs; the
+    # stub's wider type (a dict, or str values) is what ``produce``/``set_headers`` accept, never what is read.
+    return cast(list[tuple[str, bytes | None]], m.headers() or [])
+
+
 def _letter(m: Message, d: Delivery, reason: str, detail: str) -> DeadLetter:
     return DeadLetter(
         reason=reason,
@@ -262,5 +282,5 @@ def _letter(m: Message, d: Delivery, reason: str, detail: str) -> DeadLetter:
         offset=d.offset,
         key=m.key(),
         value=m.value(),
-        headers=m.headers() or [],
+        headers=headers_of(m),
     )

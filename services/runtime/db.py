@@ -8,6 +8,7 @@ code runs on both. Every write goes through ``Store.write()``, which maps "busy 
 from __future__ import annotations
 
 import logging
+import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -15,6 +16,7 @@ from pathlib import Path
 import sqlalchemy as sa
 from sqlalchemy import event as sa_event
 from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.pool import ConnectionPoolEntry
 
 from services.runtime.errors import ConfigError, StoreUnavailable
 
@@ -37,7 +39,7 @@ def _sqlite_engine(url: sa.URL) -> Engine:
     engine = sa.create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
 
     @sa_event.listens_for(engine, "connect")
-    def _on_connect(dbapi_connection, _record):  # type: ignore[no-untyped-def]
+    def _on_connect(dbapi_connection: sqlite3.Connection, _record: ConnectionPoolEntry) -> None:
         # Let SQLAlchemy, not pysqlite, decide when transactions begin (the documented SQLite recipe).
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
@@ -48,7 +50,7 @@ def _sqlite_engine(url: sa.URL) -> Engine:
         cursor.close()
 
     @sa_event.listens_for(engine, "begin")
-    def _on_begin(conn):  # type: ignore[no-untyped-def]
+    def _on_begin(conn: Connection) -> None:
         # Writers take the lock up front: a deferred transaction that upgrades later can fail with
         # SQLITE_BUSY without waiting, and two of them can deadlock.
         read_only = conn.get_execution_options().get(_READ_ONLY, False)

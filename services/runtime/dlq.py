@@ -54,7 +54,9 @@ class DeadLetterPublisher:
 
         now = isoformat(utcnow()).encode()
         for letter in letters:
-            headers = [(k, v) for k, v in letter.headers if v is not None and not k.startswith("orderflow.dlq.")]
+            headers: list[tuple[str, str | bytes | None]] = [
+                (k, v) for k, v in letter.headers if v is not None and not k.startswith("orderflow.dlq.")
+            ]
             headers += [
                 (HEADER_REASON, letter.reason.encode()),
                 (HEADER_DETAIL, letter.detail.encode("utf-8", "replace")[:2000]),

@@ -26,7 +26,7 @@ from sqlalchemy.engine import Connection
 from services.events import KafkaRecord, utcnow
 from services.runtime import faults
 from services.runtime.backoff import Backoff
-from services.runtime.config import Settings
+from services.runtime.config import KafkaConfig, Settings
 from services.runtime.db import Store
 from services.runtime.errors import BrokerUnavailable, Retryable
 from services.runtime.metrics import Metrics
@@ -80,12 +80,10 @@ def append(conn: Connection, outbox: sa.Table, records: Sequence[KafkaRecord]) -
     )
 
 
-def producer_config(settings: Settings) -> dict[str, object]:
+def producer_config(settings: Settings) -> KafkaConfig:
     """The relay's producer: idempotent with ``acks=all`` whatever the user sets, batching tunable."""
-    return settings.kafka_config(
-        {"linger.ms": 2, "message.timeout.ms": 15000},
-        **{"enable.idempotence": True, "acks": "all"},
-    )
+    required: KafkaConfig = {"enable.idempotence": True, "acks": "all"}
+    return settings.kafka_config({"linger.ms": 2, "message.timeout.ms": 15000}, **required)
 
 
 class Relay:

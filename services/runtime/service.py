@@ -6,6 +6,7 @@ A service module only declares its tables, its event handlers, its routes and it
 
 from __future__ import annotations
 
+import functools
 import logging
 import signal
 import threading
@@ -20,7 +21,7 @@ from confluent_kafka.admin import AdminClient
 
 from services.events import catalog
 from services.runtime import inbox, outbox, topics
-from services.runtime.config import Settings
+from services.runtime.config import KafkaConfig, Settings
 from services.runtime.consumer import ConsumerLoop
 from services.runtime.db import Store
 from services.runtime.definition import Definition, Ticker
@@ -83,6 +84,7 @@ class Service:
         self.stopping = threading.Event()
         self._threads: list[threading.Thread] = []
         self._tickers_alive: dict[str, float] = {}
+        consumer_required: KafkaConfig = {"group.id": settings.group, "enable.auto.commit": False}
         self.consumer = Consumer(
             settings.kafka_config(
                 {
@@ -91,7 +93,7 @@ class Service:
                     "heartbeat.interval.ms": 1000,
                     "client.id": f"orderflow-{definition.name}",
                 },
-                **{"group.id": settings.group, "enable.auto.commit": False},
+                **consumer_required,
             )
         )
         self.loop = ConsumerLoop(
@@ -138,7 +140,7 @@ class Service:
         self.http.start()
         self._spawn("relay", lambda: self.runtime.relay.run(self.stopping))
         for ticker in self.definition.tickers:
-            self._spawn(f"ticker-{ticker.name}", lambda t=ticker: self._tick(t))
+            self._spawn(f"ticker-{ticker.name}", functools.partial(self._tick, ticker))
         self._spawn("consumer", lambda: self.loop.run(self.stopping))
         self._ready = True
         log.info(

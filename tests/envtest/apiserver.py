@@ -94,7 +94,8 @@ def build(*, quiet: bool = False) -> Path:
 def _free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+        port: int = s.getsockname()[1]
+        return port
 
 
 def _die_with_parent() -> None:  # pragma: no cover - runs in the child between fork and exec
@@ -239,9 +240,7 @@ class EnvTest:
             *args,
         ]
         env = {**os.environ, "KUBECONFIG": str(self.kubeconfig)}
-        return subprocess.run(
-            cmd, input=input, capture_output=True, text=True, timeout=timeout, check=check, env=env
-        )
+        return subprocess.run(cmd, input=input, capture_output=True, text=True, timeout=timeout, check=check, env=env)
 
     def get(self, path: str, timeout: float = 10.0) -> tuple[int, bytes]:
         """GET a path on the API server as the admin user; returns (status, body)."""
@@ -345,9 +344,7 @@ class EnvTest:
             except (OSError, ValueError) as e:  # connection refused, TLS not up yet, bad JSON
                 last = repr(e)
             if time.monotonic() > deadline:
-                raise EnvTestError(
-                    f"{what} not ready within {self.start_timeout:.0f} s (last: {last}):\n{_tail(log)}"
-                )
+                raise EnvTestError(f"{what} not ready within {self.start_timeout:.0f} s (last: {last}):\n{_tail(log)}")
             time.sleep(delay)
             delay = min(delay * 1.5, 0.5)
 

@@ -154,11 +154,13 @@ def make_deployment(api: client.ApiClient, namespace: str, name: str, replicas: 
             },
         },
     }
-    client.AppsV1Api(api).create_namespaced_deployment(namespace, body)
+    # The same coercion the client's own argument validation applies to a dict body.
+    client.AppsV1Api(api).create_namespaced_deployment(namespace, client.V1Deployment.model_validate(body))
 
 
 def replicas(api: client.ApiClient, namespace: str, name: str) -> int:
     scale = client.AppsV1Api(api).read_namespaced_deployment_scale(name, namespace)
+    assert scale.spec is not None, f"the scale of Deployment {namespace}/{name} has no spec"
     return int(scale.spec.replicas or 0)
 
 
@@ -184,11 +186,16 @@ def orderflow(name: str, bootstrap: str, stages: list[dict[str, Any]], **spec: A
     }
 
 
+def _json_object(decoded: object) -> dict[str, Any]:
+    """A custom object as the client returns it: decoded JSON, which the client types only as ``object``."""
+    assert isinstance(decoded, dict), decoded
+    return decoded
+
+
 def create_flow(api: client.ApiClient, namespace: str, body: Mapping[str, Any]) -> dict[str, Any]:
-    created: dict[str, Any] = client.CustomObjectsApi(api).create_namespaced_custom_object(
-        GROUP, VERSION, namespace, PLURAL, dict(body)
+    return _json_object(
+        client.CustomObjectsApi(api).create_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, dict(body))
     )
-    return created
 
 
 def patch_flow_spec(api: client.ApiClient, namespace: str, name: str, spec: Mapping[str, Any]) -> None:
@@ -204,10 +211,9 @@ def patch_flow_spec(api: client.ApiClient, namespace: str, name: str, spec: Mapp
 
 
 def get_flow(api: client.ApiClient, namespace: str, name: str) -> dict[str, Any]:
-    found: dict[str, Any] = client.CustomObjectsApi(api).get_namespaced_custom_object(
-        GROUP, VERSION, namespace, PLURAL, name
+    return _json_object(
+        client.CustomObjectsApi(api).get_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name)
     )
-    return found
 
 
 def condition(flow: Mapping[str, Any], ctype: str) -> dict[str, Any] | None:
