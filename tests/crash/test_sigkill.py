@@ -84,12 +84,14 @@ def _place_surviving_crashes(stack: Stack, n: int) -> list[str]:
 
 @pytest.mark.parametrize("point", ["consumer.mid_batch", "consumer.after_commit", "relay.after_publish"])
 def test_sigkill_at_a_fault_point_loses_and_duplicates_nothing(make_stack: Callable[..., Stack], point: str) -> None:
-    stack = make_stack(env={"ORDERFLOW_FAULTS": f"{point}=4", **FAST_SESSION})
+    # Each service dies the 2nd time it reaches the point, and after a restart the 3rd and 6th time: the relay may
+    # run only a handful of cycles per service under batching, so the counts stay small.
+    stack = make_stack(env={"ORDERFLOW_FAULTS": f"{point}=2", **FAST_SESSION})
     _seed(stack)
-    with supervised(stack, lambda _name, n: {"ORDERFLOW_FAULTS": f"{point}={5 * n}"} if n < 3 else {}) as restarts:
+    with supervised(stack, lambda _name, n: {"ORDERFLOW_FAULTS": f"{point}={3 * n}" if n < 3 else ""}) as restarts:
         ids = _place_surviving_crashes(stack, 200)
         orders = invariants.settle(stack, ids)
-    assert sum(restarts.values()) >= 4, restarts  # the faults really fired
+    assert sum(restarts.values()) >= 4 and len([n for n in restarts.values() if n]) >= 3, restarts  # they fired
     outcomes = invariants.check(stack, orders, initial_stock=SKUS, initial_balance=ACCOUNTS)
     assert outcomes["SHIPPED"] and outcomes["CANCELLED/payment_declined"], outcomes
 
