@@ -72,7 +72,26 @@ class ConsumerLoop:
         self.batch_size = batch_size
         self.batch_timeout = batch_timeout
         self.last_poll = time.monotonic()
+        self.assigned: set[tuple[str, int]] = set()
+        self.joined = threading.Event()
         self._stop = threading.Event()
+
+    def on_assign(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        """Called by librdkafka (inside ``consume``) when the group hands this member its partitions."""
+        self.assigned = {(tp.topic, tp.partition) for tp in partitions if tp.topic is not None}
+        self.metrics.assigned_partitions.set(len(self.assigned))
+        self.joined.set()
+        log.info(
+            "assigned %d partition(s): %s",
+            len(self.assigned),
+            sorted(self.assigned),
+            extra={"count": len(self.assigned)},
+        )
+
+    def on_revoke(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        self.assigned -= {(tp.topic, tp.partition) for tp in partitions}
+        self.metrics.assigned_partitions.set(len(self.assigned))
+        log.info("revoked %d partition(s)", len(partitions), extra={"count": len(partitions)})
 
     def run(self, stop: threading.Event) -> None:
         self._stop = stop

@@ -59,6 +59,12 @@ class Metrics:
             buckets=(1, 2, 5, 10, 25, 50, 100, 250, 500, 1000),
             registry=self.registry,
         ).labels(**labels)
+        self.assigned_partitions = Gauge(
+            "orderflow_assigned_partitions",
+            "Partitions the consumer group currently assigns to this replica.",
+            ["service"],
+            registry=self.registry,
+        ).labels(**labels)
         self.outbox_backlog = Gauge(
             "orderflow_outbox_backlog",
             "Events committed to the outbox and not yet acknowledged by Kafka.",

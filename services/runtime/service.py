@@ -136,7 +136,7 @@ class Service:
                 partitions=s.topic_partitions,
                 replication=s.topic_replication,
             )
-        self.consumer.subscribe(self.subscriptions())
+        self.consumer.subscribe(self.subscriptions(), on_assign=self.loop.on_assign, on_revoke=self.loop.on_revoke)
         self.http.start()
         self._spawn("relay", lambda: self.runtime.relay.run(self.stopping))
         for ticker in self.definition.tickers:
@@ -215,6 +215,10 @@ class Service:
         problems: list[str] = []
         if not self._ready:
             problems.append("not started or stopping")
+        elif not self.loop.joined.is_set():
+            # Ready once the group has taken this replica in (its assignment may be empty: more replicas than
+            # partitions), so that a client that waits for readiness does not wait out the first rebalance.
+            problems.append("waiting for the consumer group to assign partitions")
         now = time.monotonic()
         if now - self.loop.last_poll > LIVENESS_WINDOW_S:
             problems.append(f"consumer has not polled for {now - self.loop.last_poll:.0f}s")
