@@ -39,7 +39,7 @@ payments = sa.Table(
     sa.Column("currency", sa.String(3), nullable=False),
     sa.Column("state", sa.String(16), nullable=False),
     sa.Column("reason", sa.String(32)),
-    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("updated_at", db.UtcDateTime(), nullable=False),
 )
 
 CHARGED: Final = "CHARGED"

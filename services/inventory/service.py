@@ -41,7 +41,7 @@ reservations = sa.Table(
     sa.Column("state", sa.String(16), nullable=False),
     sa.Column("items", sa.Text, nullable=False),
     sa.Column("reason", sa.String(32)),
-    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("updated_at", db.UtcDateTime(), nullable=False),
 )
 
 RESERVED: Final = "RESERVED"

@@ -20,7 +20,7 @@ from typing import Any, Final
 import sqlalchemy as sa
 
 from services.events import Event, OrderId, catalog, isoformat, new_order_id, schemas
-from services.runtime import Definition, Request, RequestError, Response, Route, Runtime, Tx
+from services.runtime import Definition, Request, RequestError, Response, Route, Runtime, Tx, db
 from services.runtime.http import body_validator, path_param
 
 log = logging.getLogger(__name__)
@@ -38,9 +38,9 @@ orders = sa.Table(
     sa.Column("reason", sa.String(32)),
     sa.Column("stock", sa.String(16), nullable=False, server_default="NONE"),
     sa.Column("payment", sa.String(16), nullable=False, server_default="NONE"),
-    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
-    sa.Column("deadline", sa.DateTime(timezone=True), nullable=False),
-    sa.Column("terminal_at", sa.DateTime(timezone=True)),
+    sa.Column("created_at", db.UtcDateTime(), nullable=False),
+    sa.Column("deadline", db.UtcDateTime(), nullable=False),
+    sa.Column("terminal_at", db.UtcDateTime()),
     sa.Index("ix_orders_status_created", "status", "created_at"),
 )
 timeline = sa.Table(
@@ -50,8 +50,8 @@ timeline = sa.Table(
     sa.Column("event_id", sa.String(200), primary_key=True),
     sa.Column("event_type", sa.String(200), nullable=False),
     sa.Column("source", sa.String(200), nullable=False),
-    sa.Column("time", sa.DateTime(timezone=True), nullable=False),
-    sa.Column("recorded_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("time", db.UtcDateTime(), nullable=False),
+    sa.Column("recorded_at", db.UtcDateTime(), nullable=False),
 )
 idempotency = sa.Table(
     "idempotency_keys",
@@ -59,7 +59,7 @@ idempotency = sa.Table(
     sa.Column("key", sa.String(200), primary_key=True),
     sa.Column("request_hash", sa.String(64), nullable=False),
     sa.Column("order_id", sa.String(64), nullable=False),
-    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("created_at", db.UtcDateTime(), nullable=False),
 )
 
 PENDING: Final = "PENDING"
@@ -79,10 +79,6 @@ _PAYMENT: Final = {
     catalog.PAYMENT_REFUNDED: "REFUNDED",
 }
 _RANK: Final = {"NONE": 0, "RESERVED": 1, "REJECTED": 1, "CHARGED": 1, "FAILED": 1, "RELEASED": 2, "REFUNDED": 2}
-
-
-def _aware(moment: datetime) -> datetime:
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 def compensated(row: Any) -> bool:
@@ -194,9 +190,9 @@ def _order_json(row: Any, events: Sequence[Any] | None = None) -> dict[str, Any]
         "customer_id": row.customer_id,
         "items": json.loads(row.items),
         "total": {"amount_minor": row.total_minor, "currency": row.currency},
-        "created_at": isoformat(_aware(row.created_at)),
-        "deadline": isoformat(_aware(row.deadline)),
-        "terminal_at": row.terminal_at and isoformat(_aware(row.terminal_at)),
+        "created_at": isoformat(row.created_at),
+        "deadline": isoformat(row.deadline),
+        "terminal_at": row.terminal_at and isoformat(row.terminal_at),
         "stock": row.stock,
         "payment": row.payment,
         "compensated": compensated(row) if row.status == CANCELLED else None,
@@ -208,7 +204,7 @@ def _order_json(row: Any, events: Sequence[Any] | None = None) -> dict[str, Any]
                 "name": catalog.get(e.event_type).name if e.event_type in catalog.CATALOG else e.event_type,
                 "source": e.source,
                 "service": e.source.rsplit("/", 1)[-1],
-                "time": isoformat(_aware(e.time)),
+                "time": isoformat(e.time),
             }
             for e in events
         ]
@@ -336,7 +332,7 @@ def routes(rt: Runtime) -> list[Route]:
             stuck_ids = conn.execute(stuck_q.order_by(orders.c.created_at).limit(20)).scalars().all()
         return 200, {
             "in_flight": int(in_flight),
-            "oldest_in_flight_age_seconds": (now - _aware(oldest)).total_seconds() if oldest else None,
+            "oldest_in_flight_age_seconds": (now - oldest).total_seconds() if oldest else None,
             "stuck": int(stuck),
             "stuck_after_seconds": stuck_after,
             "stuck_order_ids": list(stuck_ids),

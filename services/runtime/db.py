@@ -11,6 +11,7 @@ import logging
 import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from pathlib import Path
 
 import sqlalchemy as sa
@@ -72,6 +73,27 @@ def create_engine(url: str) -> Engine:
         f"ORDERFLOW_DATABASE_URL: unsupported database {parsed.get_backend_name()!r} "
         "(use sqlite:///path or postgresql://...)"
     )
+
+
+class UtcDateTime(sa.types.TypeDecorator[datetime]):
+    """A timestamp that is always an aware UTC ``datetime`` in Python, on SQLite as on PostgreSQL.
+
+    SQLite keeps no time zone and hands back naive values; normalising here, once, spares every service from
+    guessing what a timestamp it reads means.
+    """
+
+    impl = sa.DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: sa.Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.astimezone(UTC) if value.tzinfo else value.replace(tzinfo=UTC)
+
+    def process_result_value(self, value: datetime | None, dialect: sa.Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.astimezone(UTC) if value.tzinfo else value.replace(tzinfo=UTC)
 
 
 class Store:

@@ -12,6 +12,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from services.events import Event, utcnow
+from services.runtime import db
 
 
 def table(metadata: sa.MetaData) -> sa.Table:
@@ -22,7 +23,7 @@ def table(metadata: sa.MetaData) -> sa.Table:
         sa.Column("event_id", sa.String(200), primary_key=True),
         sa.Column("event_type", sa.String(200), nullable=False),
         sa.Column("order_id", sa.String(64), nullable=False),
-        sa.Column("received_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("received_at", db.UtcDateTime(), nullable=False),
     )
 
 

@@ -24,7 +24,7 @@ from confluent_kafka import KafkaError, KafkaException, Producer
 from sqlalchemy.engine import Connection
 
 from services.events import KafkaRecord, utcnow
-from services.runtime import faults
+from services.runtime import db, faults
 from services.runtime.backoff import Backoff
 from services.runtime.config import KafkaConfig, Settings
 from services.runtime.db import Store
@@ -48,14 +48,14 @@ def tables(metadata: sa.MetaData) -> tuple[sa.Table, sa.Table]:
         sa.Column("msg_key", sa.LargeBinary, nullable=False),
         sa.Column("value", sa.LargeBinary, nullable=False),
         sa.Column("headers", sa.Text, nullable=False),
-        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("created_at", db.UtcDateTime(), nullable=False),
     )
     lease = sa.Table(
         "outbox_lease",
         metadata,
         sa.Column("name", sa.String(64), primary_key=True),
         sa.Column("holder", sa.String(200), nullable=False),
-        sa.Column("expires_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("expires_at", db.UtcDateTime(), nullable=False),
     )
     return outbox, lease
 

@@ -13,7 +13,7 @@ import logging
 import re
 import uuid
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, Final
 
 import sqlalchemy as sa
@@ -29,13 +29,13 @@ shipments = sa.Table(
     "shipments",
     metadata,
     sa.Column("order_id", sa.String(64), primary_key=True),
-    sa.Column("deadline", sa.DateTime(timezone=True)),
+    sa.Column("deadline", db.UtcDateTime()),
     sa.Column("stock", sa.String(16)),
     sa.Column("payment", sa.String(16)),
     sa.Column("outcome", sa.String(16)),
     sa.Column("reason", sa.String(32)),
     sa.Column("shipment_id", sa.String(64)),
-    sa.Column("decided_at", sa.DateTime(timezone=True)),
+    sa.Column("decided_at", db.UtcDateTime()),
     sa.Index("ix_shipments_open_deadline", "outcome", "deadline"),
 )
 
@@ -73,15 +73,10 @@ def _decide(tx: Tx, order_id: OrderId) -> None:
     elif row.payment == "FAILED":
         cancel(tx, order_id, "payment_declined")
     elif row.stock == "RESERVED" and row.payment == "CHARGED":
-        if row.deadline is not None and _aware(row.deadline) <= tx.now:
+        if row.deadline is not None and row.deadline <= tx.now:
             cancel(tx, order_id, "deadline_exceeded")
         else:
             dispatch(tx, order_id)
-
-
-def _aware(moment: datetime) -> datetime:
-    # SQLite hands back naive datetimes; everything OrderFlow stores is UTC.
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 def _conclude(
@@ -190,8 +185,8 @@ def routes(rt: Runtime) -> list[Route]:
             "shipment_id": row.shipment_id,
             "stock": row.stock,
             "payment": row.payment,
-            "deadline": row.deadline and _aware(row.deadline).isoformat(),
-            "decided_at": row.decided_at and _aware(row.decided_at).isoformat(),
+            "deadline": row.deadline and row.deadline.isoformat(),
+            "decided_at": row.decided_at and row.decided_at.isoformat(),
         }
 
     return [Route("GET", "/shipments/{order_id}", get_shipment)]
