@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import sqlite3
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -19,6 +20,7 @@ from sqlalchemy import event as sa_event
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.pool import ConnectionPoolEntry
 
+from services.runtime.backoff import Backoff
 from services.runtime.errors import ConfigError, StoreUnavailable
 
 log = logging.getLogger(__name__)
@@ -103,13 +105,30 @@ class Store:
         self.engine = create_engine(url)
         self.metadata = metadata
         self.dialect = self.engine.dialect.name
-        with self._mapped():
-            # Several replicas may start at once against one PostgreSQL: CREATE TABLE IF NOT EXISTS can still
-            # race on the catalog, so a failure here is retried once after the winner has finished.
+        self._create_tables()
+
+    def _create_tables(self) -> None:
+        """Create the tables, waiting for a database that does not answer yet, for as long as it takes.
+
+        On Kubernetes a service may start before its database accepts it (the database Pod still initialising, a
+        NetworkPolicy agent not yet admitting a new Pod's address): exiting then only turns a few seconds' wait
+        into a crash loop, and fails `skaffold dev`'s status check. SIGTERM still ends the wait.
+        """
+        backoff = Backoff(first=0.2, cap=5.0)
+        while True:
             try:
-                metadata.create_all(self.engine)
-            except sa.exc.IntegrityError:
-                metadata.create_all(self.engine)
+                with self._mapped():
+                    # Several replicas may start at once against one PostgreSQL: CREATE TABLE IF NOT EXISTS can
+                    # still race on the catalog, so a failure here is retried once after the winner has finished.
+                    try:
+                        self.metadata.create_all(self.engine)
+                    except sa.exc.IntegrityError:
+                        self.metadata.create_all(self.engine)
+                return
+            except StoreUnavailable as e:
+                delay = backoff.next()
+                log.warning("%s; retrying in %.1f s", e, delay)
+                time.sleep(delay)  # backoff before the next attempt, not a synchronisation
 
     @contextmanager
     def _mapped(self) -> Iterator[None]:
