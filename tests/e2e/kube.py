@@ -13,13 +13,16 @@ import socket
 import subprocess
 import threading
 import time
-from collections.abc import Iterable, Mapping, Sequence
+import uuid
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from services.devtools import client
 from services.devtools.stack import ServiceProcess, Stack
 from services.devtools.wait import until
+
+T = TypeVar("T")
 
 ROOT = Path(__file__).resolve().parents[2]
 CLUSTER_DIR = ROOT / "tests" / "e2e" / "cluster"
@@ -144,6 +147,32 @@ class PortForward:
         self._thread.join(10)
 
 
+#: How long a call through a port-forward keeps retrying a refused or cut connection (the forward is restarting
+#: after its Pod went away: a scale-down, a forced delete).
+RETRY_S = 60.0
+
+
+def _retrying(call: Callable[[], T], what: str) -> T:
+    deadline = time.monotonic() + RETRY_S
+    while True:
+        try:
+            return call()
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.3)  # the back-off between attempts of a deadline-bounded retry
+
+
+class _Forwarded(ServiceProcess):
+    """A service behind a port-forward: ``get``/``find`` as the harness's, retried while the forward restarts."""
+
+    def get(self, path: str) -> Any:
+        return _retrying(lambda: ServiceProcess.get(self, path), f"GET {path}")
+
+    def find(self, path: str) -> Any:
+        return _retrying(lambda: ServiceProcess.find(self, path), f"GET {path}")
+
+
 class ClusterStack(Stack):
     """The four services of the cluster's release, reached through port-forwards: the same API as the process
     harness's ``Stack`` (place_order, wait_terminal, ``stack["billing"].get(...)``), so the invariant checks that
@@ -153,9 +182,25 @@ class ClusterStack(Stack):
         self.forwards = dict(forwards)
         self.replicas = []
         self.services = {
-            name: ServiceProcess(name, env={"ORDERFLOW_HTTP_PORT": str(pf.local)}, log_path=Path(os.devnull))
+            name: _Forwarded(name, env={"ORDERFLOW_HTTP_PORT": str(pf.local)}, log_path=Path(os.devnull))
             for name, pf in forwards.items()
         }
+
+    def put_stock(self, sku: str, available: int) -> Any:
+        return _retrying(lambda: Stack.put_stock(self, sku, available), f"PUT /stock/{sku}")
+
+    def put_account(self, customer_id: str, balance_minor: int, currency: str = "EUR") -> Any:
+        return _retrying(lambda: Stack.put_account(self, customer_id, balance_minor, currency),
+                         f"PUT /accounts/{customer_id}")
+
+    def place_order(self, customer_id: str, items: list[dict[str, Any]], **kw: Any) -> dict[str, Any]:
+        """Retried like the rest, which is safe because every order carries an Idempotency-Key: a retry of a
+        request that did reach the service gets the same order back, never a second one."""
+        kw.setdefault("key", f"e2e-{uuid.uuid4().hex}")
+        return _retrying(lambda: Stack.place_order(self, customer_id, items, **kw), "POST /orders")
+
+    def order(self, order_id: str) -> dict[str, Any]:
+        return _retrying(lambda: Stack.order(self, order_id), f"GET /orders/{order_id}")
 
     def start(self, timeout: float = 90) -> None:
         raise NotImplementedError("the cluster runs the services")

@@ -78,6 +78,7 @@ def test_a_stage_that_falls_behind_is_scaled_up_drained_and_scaled_back_down(
         with ThreadPoolExecutor(8) as pool:
             placed = list(pool.map(lambda _: stack.place_order(customer, [
                 {"sku": sku, "quantity": 1, "unit_price_minor": 100}]), range(400)))
+        accepted = time.monotonic()
 
         def scaled_up() -> int | None:
             replicas: int = k.deployment(DEPLOYMENT)["spec"]["replicas"]
@@ -112,7 +113,9 @@ def test_a_stage_that_falls_behind_is_scaled_up_drained_and_scaled_back_down(
     scaled_back = time.monotonic()
     events = k.kubectl("get", "events", "--field-selector", "involvedObject.kind=OrderFlow", "-o", "json")
     reasons = {e["reason"] for e in json.loads(events)["items"]}
-    print(f"\n[e2e figure] {STAGE}: burst -> scale patch {patched - burst:.1f} s (to {replicas} replicas); "
+    print(f"\n[e2e figure] {STAGE}: 400 orders accepted in {accepted - burst:.1f} s; "
+          f"burst -> scale patch {patched - burst:.1f} s (to {replicas} replicas; {patched - accepted:.1f} s after "
+          f"the last order was accepted); "
           f"patch -> new Pods Ready {pods_ready - patched:.1f} s; burst -> lag drained {lag_drained - burst:.1f} s; "
           f"drained -> scaled back down {scaled_back - lag_drained:.1f} s; Events: {sorted(reasons)}")
     assert any("Scal" in r for r in reasons), reasons

@@ -14,20 +14,34 @@ from tests.e2e import kube
 
 pytestmark = pytest.mark.e2e
 
+# Each target is tried for WINDOW_S: a NetworkPolicy agent admits a new Pod's address a few seconds after the Pod
+# starts (kube-router syncs its ipsets), so "blocked" means "never answered in that window", and "open" that it did.
 PROBE = """
-import socket, sys
-for target in sys.argv[1:]:
+import socket, sys, threading, time
+WINDOW_S = 20.0
+results = {}
+def attempt(target):
     host, port = target.rsplit(":", 1)
-    s = socket.socket(); s.settimeout(3)
-    try:
-        s.connect((host, int(port))); result = "open"
-    except socket.timeout:
-        result = "blocked"
-    except OSError as e:
-        result = "blocked" if e.errno in (111, 113, 101) else f"error:{e}"
-    finally:
-        s.close()
-    print(target, result, flush=True)
+    deadline = time.monotonic() + WINDOW_S
+    while True:
+        s = socket.socket(); s.settimeout(2)
+        try:
+            s.connect((host, int(port))); results[target] = "open"; return
+        except OSError as e:
+            last = e
+        finally:
+            s.close()
+        if time.monotonic() > deadline:
+            refused = isinstance(last, (socket.timeout, ConnectionRefusedError))
+            refused = refused or getattr(last, "errno", None) in (111, 113, 101)
+            results[target] = "blocked" if refused else f"error:{last}"
+            return
+        time.sleep(0.5)
+threads = [threading.Thread(target=attempt, args=(t,)) for t in sys.argv[1:]]
+for t in threads: t.start()
+for t in threads: t.join()
+for target in sys.argv[1:]:
+    print(target, results[target], flush=True)
 """
 
 KAFKA = "orderflow-kafka.orderflow.svc.cluster.local:9092"
