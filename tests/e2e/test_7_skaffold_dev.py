@@ -72,6 +72,9 @@ def test_skaffold_dev_rebuilds_and_rolls_out_a_source_change(deployed: kube.Kube
         order_api = kube.PortForward(k, f"svc/{pf['resourceName']}", pf["port"])
         order_api.wait_ready()
         order_api.close()
+        # The edit must come after skaffold has listed what it watches, or it is part of the baseline.
+        until(lambda: "Watching for changes" in (tmp_path / "skaffold-dev.log").read_text(), timeout=120,
+              what="skaffold dev to watch the sources", interval=1)
         before = _running_images(k, "order")
         image_before = k.deployment("orderflow-order")["spec"]["template"]["spec"]["containers"][0]["image"]
 
