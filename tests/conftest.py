@@ -2,7 +2,7 @@
 
 Kafka (a real broker, never a fake):
 
-* ``kafka_bootstrap`` (session): bootstrap servers from ``services.devtools.kafka.ensure_broker`` --
+* ``kafka_bootstrap`` (session): bootstrap servers from ``orderflow_dev.kafka.ensure_broker`` --
   ``ORDERFLOW_KAFKA_BOOTSTRAP`` if set, else the ``orderflow kafka start`` daemon if it runs, else a private
   broker started for this session (a few seconds; the very first run also fetches the jars with Maven).
   The broker has ``auto.create.topics.enable=false``: create the topics a test needs (``kafka_admin``).
@@ -19,9 +19,9 @@ from typing import Any
 import pytest
 from confluent_kafka.admin import AdminClient
 
-from services.devtools.kafka import ensure_broker
-from services.devtools.stack import Stack
-from services.events import catalog
+from orderflow.events import catalog
+from orderflow_dev.kafka import ensure_broker
+from orderflow_dev.stack import Stack
 
 
 @pytest.fixture(scope="session")

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from services.devtools import client
-from services.devtools.stack import Stack
+from orderflow_dev import client
+from orderflow_dev.stack import Stack
 
 GOOD = {"customer_id": "alice", "currency": "EUR", "items": [{"sku": "SKU-1", "quantity": 1, "unit_price_minor": 5}]}
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from services.devtools.stack import Stack
+from orderflow_dev.stack import Stack
 from tests.support import invariants
 
 

@@ -12,8 +12,8 @@ from contextlib import contextmanager
 
 import pytest
 
-from services.devtools.stack import Stack
-from services.devtools.wait import until
+from orderflow_dev.stack import Stack
+from orderflow_dev.wait import until
 from tests.support import invariants
 
 SKUS = {"SKU-1": 150, "SKU-2": 2_000}

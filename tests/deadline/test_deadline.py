@@ -6,9 +6,9 @@ import random
 from collections import Counter
 from collections.abc import Callable
 
-from services.devtools import topics as kafka
-from services.devtools.stack import Stack
-from services.events import catalog
+from orderflow.events import catalog
+from orderflow_dev import topics as kafka
+from orderflow_dev.stack import Stack
 from tests.support import invariants
 
 

@@ -15,8 +15,8 @@ import helm_python as helm
 import pytest
 import yaml
 
-from services.events import catalog
-from services.runtime import config
+from orderflow.events import catalog
+from orderflow.runtime import config
 from tests.deploy import charts
 
 # The oldest Kubernetes the charts declare (kubeVersion >=1.30) and the one the envtest API server runs.

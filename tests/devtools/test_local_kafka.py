@@ -1,4 +1,4 @@
-"""The local Kafka broker (services.devtools.kafka) against the real thing: start, produce/consume, stop,
+"""The local Kafka broker (orderflow_dev.kafka) against the real thing: start, produce/consume, stop,
 crash and restart, ensure_broker's choices and the `orderflow kafka` daemon CLI."""
 
 import os
@@ -15,8 +15,8 @@ import pytest
 from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
-import services.devtools.kafka as kafka_tool
-from services.devtools.kafka import (
+import orderflow_dev.kafka as kafka_tool
+from orderflow_dev.kafka import (
     BrokerStartError,
     BrokerUnreachableError,
     LocalBroker,
@@ -209,7 +209,7 @@ def test_ensure_jars_names_maven_when_missing(tmp_path: Path, monkeypatch: pytes
 
 def _cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "services.devtools.kafka", *args],
+        [sys.executable, "-m", "orderflow_dev.kafka", *args],
         cwd=REPO_ROOT,
         env=env,
         capture_output=True,

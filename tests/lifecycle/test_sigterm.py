@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import threading
 
-from services.devtools.stack import Stack
-from services.devtools.wait import until
+from orderflow_dev.stack import Stack
+from orderflow_dev.wait import until
 from tests.support import invariants
 
 
