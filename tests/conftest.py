@@ -23,6 +23,26 @@ from orderflow.events import catalog
 from orderflow_dev.kafka import ensure_broker
 from orderflow_dev.stack import Stack
 
+# The component behind each fixture, and so the marker every test that uses it (directly or through another fixture)
+# must carry: `pytest -m "not kafka and not postgres and not envtest"` has to run with none of them.
+COMPONENT_MARKERS = {"kafka_bootstrap": "kafka", "postgres_server": "postgres", "envtest": "envtest"}
+
+
+def unmarked_component_tests(items: list[pytest.Item]) -> list[str]:
+    """``nodeid: uses <fixture> without @pytest.mark.<marker>`` for every item that lacks a marker it needs."""
+    return [
+        f"{item.nodeid}: uses {fixture} without @pytest.mark.{marker}"
+        for item in items
+        for fixture, marker in COMPONENT_MARKERS.items()
+        if fixture in getattr(item, "fixturenames", ()) and item.get_closest_marker(marker) is None
+    ]
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    unmarked = unmarked_component_tests(items)
+    if unmarked:
+        raise pytest.UsageError("tests that need a component must carry its marker:\n  " + "\n  ".join(unmarked))
+
 
 @pytest.fixture(scope="session")
 def kafka_bootstrap() -> Iterator[str]:

@@ -16,6 +16,8 @@ from orderflow_dev.stack import Stack
 from orderflow_dev.wait import until
 from tests.support import invariants
 
+pytestmark = pytest.mark.kafka
+
 SKUS = {"SKU-1": 150, "SKU-2": 2_000}
 # A killed consumer's partitions wait for its session to time out before a restarted one gets them back.
 FAST_SESSION = {"ORDERFLOW_KAFKA_SESSION_TIMEOUT_MS": "3000", "ORDERFLOW_KAFKA_HEARTBEAT_INTERVAL_MS": "500"}

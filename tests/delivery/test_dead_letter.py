@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 
+import pytest
 from cloudevents.core.bindings import kafka as ce_kafka
 from cloudevents.core.v1.event import CloudEvent
 
@@ -14,6 +15,8 @@ from orderflow_dev import topics as kafka
 from orderflow_dev.stack import Stack
 from orderflow_dev.wait import until
 from tests.support import events
+
+pytestmark = pytest.mark.kafka
 
 
 def _headers_without(record: codec.KafkaRecord, *names: str) -> list[tuple[str, bytes]]:

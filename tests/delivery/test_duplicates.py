@@ -12,6 +12,8 @@ from orderflow_dev import topics as kafka
 from orderflow_dev.stack import Stack
 from tests.support import invariants
 
+pytestmark = pytest.mark.kafka
+
 SKUS = {"SKU-1": 40, "SKU-2": 500}
 ACCOUNTS = {"alice": 200_000, "bob": 2_000}
 

@@ -246,6 +246,7 @@ def test_network_policies_allow_only_what_the_flow_needs() -> None:
     assert charts.by_kind(charts.render(_services_case("no-operator")), "NetworkPolicy") == {}
 
 
+@pytest.mark.postgres
 def test_the_dev_postgres_urls_match_the_databases_its_init_script_creates(postgres_server: Any) -> None:
     """Run the dev chart's init SQL on a real PostgreSQL, then connect to every URL its Secret hands out."""
     import psycopg

@@ -12,6 +12,8 @@ from orderflow_dev.stack import Stack
 from orderflow_dev.wait import until
 from tests.support import events
 
+pytestmark = pytest.mark.kafka
+
 
 @pytest.mark.parametrize("first", ["stock", "payment"])
 def test_dispatch_after_both_success_events_in_either_order(

@@ -18,6 +18,8 @@ from orderflow_dev import topics as kafka
 from orderflow_dev.stack import Stack
 from tests.support import worlds
 
+pytestmark = pytest.mark.kafka
+
 PER_WORLD = 4
 
 
