@@ -8,6 +8,7 @@ conditional UPDATE on the balance: two replicas can never overdraw an account or
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
 from collections.abc import Sequence
@@ -16,7 +17,7 @@ from typing import Any, Final
 import sqlalchemy as sa
 
 from orderflow.events import Event, OrderId, catalog, schemas
-from orderflow.runtime import Definition, Request, RequestError, Response, Route, Runtime, Tx, db
+from orderflow.runtime import Definition, Request, Response, Route, Runtime, Tx, db, endpoints
 from orderflow.runtime.http import body_validator, path_param
 
 log = logging.getLogger(__name__)
@@ -177,7 +178,6 @@ HANDLERS: Final = {
 # -- HTTP ------------------------------------------------------------------------------------------------------
 
 _CUSTOMER = re.compile(r"[A-Za-z0-9._-]{1,64}")
-_ORDER = re.compile(schemas.ORDER_ID["pattern"])
 _PUT_ACCOUNT = body_validator(
     {
         "type": "object",
@@ -195,43 +195,37 @@ def _account_json(row: sa.Row[Any]) -> dict[str, Any]:
     return {"customer_id": row.customer_id, "balance_minor": row.balance_minor, "currency": row.currency}
 
 
+def get_account(rt: Runtime, request: Request) -> Response:
+    customer = path_param(request, "customer_id", _CUSTOMER, "customer id")
+    missing = f"no account for customer {customer!r}; create it with PUT /accounts/{customer}"
+    return 200, _account_json(endpoints.one_or_404(rt.store, accounts.c.customer_id, customer, missing=missing))
+
+
+def put_account(rt: Runtime, request: Request) -> Response:
+    customer = path_param(request, "customer_id", _CUSTOMER, "customer id")
+    body = _PUT_ACCOUNT(request.json())
+    values = {"balance_minor": body["balance_minor"], "currency": body["currency"]}
+    return 200, _account_json(endpoints.upsert(rt.store, accounts.c.customer_id, customer, values))
+
+
+def get_payment(rt: Runtime, request: Request) -> Response:
+    order_id = endpoints.order_id(request)
+    missing = f"billing has seen no event for order {order_id}"
+    row = endpoints.one_or_404(rt.store, payments.c.order_id, order_id, missing=missing)
+    return 200, {
+        "order_id": row.order_id,
+        "customer_id": row.customer_id,
+        "state": row.state,
+        "reason": row.reason,
+        "amount": {"amount_minor": row.amount_minor, "currency": row.currency},
+    }
+
+
 def routes(rt: Runtime) -> list[Route]:
-    def get_account(request: Request) -> Response:
-        customer = path_param(request, "customer_id", _CUSTOMER, "customer id")
-        with rt.store.read() as conn:
-            row = conn.execute(sa.select(accounts).where(accounts.c.customer_id == customer)).first()
-        if row is None:
-            raise RequestError(404, f"no account for customer {customer!r}; create it with PUT /accounts/{customer}")
-        return 200, _account_json(row)
-
-    def put_account(request: Request) -> Response:
-        customer = path_param(request, "customer_id", _CUSTOMER, "customer id")
-        body = _PUT_ACCOUNT(request.json())
-        values = {"balance_minor": body["balance_minor"], "currency": body["currency"]}
-        with rt.store.write() as conn:
-            if not conn.execute(accounts.update().where(accounts.c.customer_id == customer).values(**values)).rowcount:
-                conn.execute(accounts.insert().values(customer_id=customer, **values))
-            row = conn.execute(sa.select(accounts).where(accounts.c.customer_id == customer)).one()
-        return 200, _account_json(row)
-
-    def get_payment(request: Request) -> Response:
-        order_id = path_param(request, "order_id", _ORDER, "order id")
-        with rt.store.read() as conn:
-            row = conn.execute(sa.select(payments).where(payments.c.order_id == order_id)).first()
-        if row is None:
-            raise RequestError(404, f"billing has seen no event for order {order_id}")
-        return 200, {
-            "order_id": row.order_id,
-            "customer_id": row.customer_id,
-            "state": row.state,
-            "reason": row.reason,
-            "amount": {"amount_minor": row.amount_minor, "currency": row.currency},
-        }
-
     return [
-        Route("GET", "/accounts/{customer_id}", get_account),
-        Route("PUT", "/accounts/{customer_id}", put_account),
-        Route("GET", "/payments/{order_id}", get_payment),
+        Route("GET", "/accounts/{customer_id}", functools.partial(get_account, rt)),
+        Route("PUT", "/accounts/{customer_id}", functools.partial(put_account, rt)),
+        Route("GET", "/payments/{order_id}", functools.partial(get_payment, rt)),
     ]
 
 

@@ -18,26 +18,13 @@ from cloudevents.core.exceptions import BaseCloudEventException
 from cloudevents.core.formats.json import JSONFormat
 from cloudevents.core.v1.event import CloudEvent
 
+from orderflow.errors import Poison, SchemaViolation
 from orderflow.events import catalog
 from orderflow.events.event import Event, EventId, OrderId
 
 CONTENT_TYPE: Final = "application/json"
 REQUIRED_HEADERS: Final = ("ce_specversion", "ce_id", "ce_source", "ce_type")
 _FORMAT: Final = JSONFormat()
-
-
-class Poison(Exception):
-    """A message that can never be processed, whatever is retried. ``reason`` is a short stable code."""
-
-    def __init__(self, reason: str, detail: str) -> None:
-        super().__init__(f"{reason}: {detail}")
-        self.reason = reason
-        self.detail = detail
-
-
-class SchemaViolation(Poison):
-    def __init__(self, event_type: str, detail: str) -> None:
-        super().__init__("schema_violation", f"{event_type}: {detail}")
 
 
 @dataclass(frozen=True, slots=True)

@@ -6,15 +6,19 @@ handlers is what lets the transport be swapped (NATS JetStream, RabbitMQ) behind
 
 from __future__ import annotations
 
+import re
 import secrets
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, NewType
+from typing import Any, Final, NewType
 
 OrderId = NewType("OrderId", str)
 EventId = NewType("EventId", str)
+
+# The one definition of an order id's form (the event schemas and the HTTP endpoints use it).
+ORDER_ID_PATTERN: Final = re.compile(r"^ord_[0-9a-f]{32}$")
 
 
 def new_order_id() -> OrderId:

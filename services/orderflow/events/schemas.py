@@ -10,11 +10,13 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, Final
 
+from orderflow.events.event import ORDER_ID_PATTERN
+
 Schema = Mapping[str, Any]
 
 ORDER_ID: Final[Schema] = {
     "type": "string",
-    "pattern": "^ord_[0-9a-f]{32}$",
+    "pattern": ORDER_ID_PATTERN.pattern,
     "description": "Order id; also the CloudEvent subject, partitionkey and Kafka key.",
 }
 CUSTOMER_ID: Final[Schema] = {"type": "string", "minLength": 1, "maxLength": 64}

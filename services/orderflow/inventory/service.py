@@ -9,6 +9,7 @@ replicas on one PostgreSQL can neither oversell a SKU nor release an order twice
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import re
@@ -19,7 +20,7 @@ from typing import Any, Final
 import sqlalchemy as sa
 
 from orderflow.events import Event, OrderId, catalog, schemas
-from orderflow.runtime import Definition, Request, RequestError, Response, Route, Runtime, Tx, db
+from orderflow.runtime import Definition, Request, Response, Route, Runtime, Tx, db, endpoints
 from orderflow.runtime.http import body_validator, path_param
 
 log = logging.getLogger(__name__)
@@ -204,7 +205,6 @@ HANDLERS: Final = {
 # -- HTTP ------------------------------------------------------------------------------------------------------
 
 _SKU = re.compile(schemas.SKU["pattern"])
-_ORDER = re.compile(schemas.ORDER_ID["pattern"])
 _PUT_STOCK = body_validator(
     {
         "type": "object",
@@ -219,48 +219,45 @@ def _stock_json(row: sa.Row[Any]) -> dict[str, Any]:
     return {"sku": row.sku, "available": row.available, "reserved": row.reserved, "shipped": row.shipped}
 
 
+def get_stock(rt: Runtime, request: Request) -> Response:
+    sku = path_param(request, "sku", _SKU, "SKU")
+    missing = f"no stock record for SKU {sku!r}; create it with PUT /stock/{sku}"
+    return 200, _stock_json(endpoints.one_or_404(rt.store, stock.c.sku, sku, missing=missing))
+
+
+def put_stock(rt: Runtime, request: Request) -> Response:
+    sku = path_param(request, "sku", _SKU, "SKU")
+    body = _PUT_STOCK(request.json())
+    row = endpoints.upsert(
+        rt.store, stock.c.sku, sku, {"available": body["available"]}, on_insert={"reserved": 0, "shipped": 0}
+    )
+    return 200, _stock_json(row)
+
+
+def list_stock(rt: Runtime, _request: Request) -> Response:
+    with rt.store.read() as conn:
+        rows = conn.execute(sa.select(stock).order_by(stock.c.sku)).all()
+    return 200, {"stock": [_stock_json(r) for r in rows]}
+
+
+def get_reservation(rt: Runtime, request: Request) -> Response:
+    order_id = endpoints.order_id(request)
+    missing = f"inventory has seen no event for order {order_id}"
+    row = endpoints.one_or_404(rt.store, reservations.c.order_id, order_id, missing=missing)
+    return 200, {
+        "order_id": row.order_id,
+        "state": row.state,
+        "reason": row.reason,
+        "items": _as_items(json.loads(row.items)),
+    }
+
+
 def routes(rt: Runtime) -> list[Route]:
-    def get_stock(request: Request) -> Response:
-        sku = path_param(request, "sku", _SKU, "SKU")
-        with rt.store.read() as conn:
-            row = conn.execute(sa.select(stock).where(stock.c.sku == sku)).first()
-        if row is None:
-            raise RequestError(404, f"no stock record for SKU {sku!r}; create it with PUT /stock/{sku}")
-        return 200, _stock_json(row)
-
-    def put_stock(request: Request) -> Response:
-        sku = path_param(request, "sku", _SKU, "SKU")
-        body = _PUT_STOCK(request.json())
-        with rt.store.write() as conn:
-            updated = conn.execute(stock.update().where(stock.c.sku == sku).values(available=body["available"]))
-            if not updated.rowcount:
-                conn.execute(stock.insert().values(sku=sku, available=body["available"], reserved=0, shipped=0))
-            row = conn.execute(sa.select(stock).where(stock.c.sku == sku)).one()
-        return 200, _stock_json(row)
-
-    def list_stock(_request: Request) -> Response:
-        with rt.store.read() as conn:
-            rows = conn.execute(sa.select(stock).order_by(stock.c.sku)).all()
-        return 200, {"stock": [_stock_json(r) for r in rows]}
-
-    def get_reservation(request: Request) -> Response:
-        order_id = path_param(request, "order_id", _ORDER, "order id")
-        with rt.store.read() as conn:
-            row = conn.execute(sa.select(reservations).where(reservations.c.order_id == order_id)).first()
-        if row is None:
-            raise RequestError(404, f"inventory has seen no event for order {order_id}")
-        return 200, {
-            "order_id": row.order_id,
-            "state": row.state,
-            "reason": row.reason,
-            "items": _as_items(json.loads(row.items)),
-        }
-
     return [
-        Route("GET", "/stock", list_stock),
-        Route("GET", "/stock/{sku}", get_stock),
-        Route("PUT", "/stock/{sku}", put_stock),
-        Route("GET", "/reservations/{order_id}", get_reservation),
+        Route("GET", "/stock", functools.partial(list_stock, rt)),
+        Route("GET", "/stock/{sku}", functools.partial(get_stock, rt)),
+        Route("PUT", "/stock/{sku}", functools.partial(put_stock, rt)),
+        Route("GET", "/reservations/{order_id}", functools.partial(get_reservation, rt)),
     ]
 
 

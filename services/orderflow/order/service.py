@@ -9,19 +9,20 @@ finished; every event lands on the order's timeline so ``GET /orders/{id}`` show
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
-import re
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
 import sqlalchemy as sa
 
-from orderflow.events import Event, OrderId, catalog, isoformat, new_order_id, schemas
-from orderflow.runtime import Definition, Request, RequestError, Response, Route, Runtime, Tx, db
-from orderflow.runtime.http import body_validator, path_param
+from orderflow.errors import WriteConflict
+from orderflow.events import Event, catalog, isoformat, new_order_id, schemas
+from orderflow.runtime import Definition, Request, RequestError, Response, Route, Runtime, Tx, db, endpoints
+from orderflow.runtime.http import body_validator
 
 log = logging.getLogger(__name__)
 
@@ -166,7 +167,6 @@ HANDLERS: Final = {
 # -- HTTP ------------------------------------------------------------------------------------------------------
 
 MAX_DEADLINE_S: Final = 7 * 24 * 3600
-_ORDER = re.compile(schemas.ORDER_ID["pattern"])
 _NEW_ORDER = body_validator(
     {
         "type": "object",
@@ -215,142 +215,165 @@ def _request_hash(body: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
 
 
-def routes(rt: Runtime) -> list[Route]:
-    deadline_default = rt.settings.order_deadline_s
+def _load(conn: sa.Connection, order_id: str) -> dict[str, Any] | None:
+    """The order's JSON with its timeline, or None when there is no such order."""
+    row = conn.execute(sa.select(orders).where(orders.c.order_id == order_id)).first()
+    if row is None:
+        return None
+    events = conn.execute(
+        sa.select(timeline).where(timeline.c.order_id == order_id).order_by(timeline.c.time, timeline.c.recorded_at)
+    ).all()
+    return _order_json(row, events)
 
-    def load(conn: sa.Connection, order_id: str) -> dict[str, Any] | None:
-        row = conn.execute(sa.select(orders).where(orders.c.order_id == order_id)).first()
-        if row is None:
-            return None
-        events = conn.execute(
-            sa.select(timeline).where(timeline.c.order_id == order_id).order_by(timeline.c.time, timeline.c.recorded_at)
-        ).all()
-        return _order_json(row, events)
 
-    def create(request: Request) -> Response:
-        try:
-            return create_once(request)
-        except sa.exc.IntegrityError:
-            # Two requests with one new Idempotency-Key raced (PostgreSQL); the loser now finds the winner's order.
-            return create_once(request)
+def _new_order_request(request: Request) -> tuple[dict[str, Any], str | None]:
+    """The validated body of ``POST /orders`` and its Idempotency-Key, or a 4xx saying what is wrong."""
+    body = _NEW_ORDER(request.json())
+    skus = [line["sku"] for line in body["items"]]
+    if len(set(skus)) != len(skus):
+        raise RequestError(
+            422, "each SKU may appear once in items; add up the quantities", details={"field": "body.items"}
+        )
+    key = request.headers.get("idempotency-key")
+    if key is not None and not 1 <= len(key) <= 200:
+        raise RequestError(400, "Idempotency-Key must be 1 to 200 characters")
+    return body, key
 
-    def create_once(request: Request) -> Response:
-        body = _NEW_ORDER(request.json())
-        skus = [line["sku"] for line in body["items"]]
-        if len(set(skus)) != len(skus):
-            raise RequestError(
-                422, "each SKU may appear once in items; add up the quantities", details={"field": "body.items"}
-            )
-        key = request.headers.get("idempotency-key")
-        if key is not None and not 1 <= len(key) <= 200:
-            raise RequestError(400, "Idempotency-Key must be 1 to 200 characters")
-        digest = _request_hash(body)
-        with rt.transaction() as tx:
-            if key is not None:
-                seen = tx.conn.execute(sa.select(idempotency).where(idempotency.c.key == key)).first()
-                if seen is not None:
-                    if seen.request_hash != digest:
-                        raise RequestError(
-                            422,
-                            "this Idempotency-Key was used for a different request; use a new key",
-                            details={"order_id": seen.order_id},
-                        )
-                    existing = load(tx.conn, seen.order_id)
-                    return 200, existing
-            order_id = new_order_id()
-            tx.traceparent = request.headers.get("traceparent")
-            deadline = tx.now + timedelta(seconds=float(body.get("deadline_seconds", deadline_default)))
-            total = sum(int(line["quantity"]) * int(line["unit_price_minor"]) for line in body["items"])
+
+def _replayed(tx: Tx, key: str, digest: str) -> dict[str, Any] | None:
+    """The order an earlier request with this Idempotency-Key created; 422 if that request was a different one."""
+    seen = tx.conn.execute(sa.select(idempotency).where(idempotency.c.key == key)).first()
+    if seen is None:
+        return None
+    if seen.request_hash != digest:
+        raise RequestError(
+            422,
+            "this Idempotency-Key was used for a different request; use a new key",
+            details={"order_id": seen.order_id},
+        )
+    return _load(tx.conn, seen.order_id)
+
+
+def _place(tx: Tx, body: dict[str, Any], *, deadline_s: float) -> Event:
+    """Store a new order and emit its OrderCreated, in the caller's transaction."""
+    order_id = new_order_id()
+    deadline = tx.now + timedelta(seconds=float(body.get("deadline_seconds", deadline_s)))
+    total = sum(int(line["quantity"]) * int(line["unit_price_minor"]) for line in body["items"])
+    tx.conn.execute(
+        orders.insert().values(
+            order_id=order_id,
+            customer_id=body["customer_id"],
+            items=json.dumps(body["items"]),
+            total_minor=total,
+            currency=body["currency"],
+            status=PENDING,
+            created_at=tx.now,
+            deadline=deadline,
+        )
+    )
+    event = tx.emit(
+        catalog.ORDER_CREATED,
+        {
+            "order_id": order_id,
+            "customer_id": body["customer_id"],
+            "items": body["items"],
+            "total": {"amount_minor": total, "currency": body["currency"]},
+            "deadline": isoformat(deadline),
+            "created_at": isoformat(tx.now),
+        },
+        subject=order_id,
+    )
+    _record(tx, event)
+    return event
+
+
+def create_order(rt: Runtime, request: Request) -> Response:
+    """``POST /orders``, honouring ``Idempotency-Key``."""
+    try:
+        return _create_once(rt, request)
+    except WriteConflict:
+        # Two requests with one new Idempotency-Key raced (PostgreSQL); the loser now finds the winner's order.
+        return _create_once(rt, request)
+
+
+def _create_once(rt: Runtime, request: Request) -> Response:
+    body, key = _new_order_request(request)
+    digest = _request_hash(body)
+    with rt.transaction() as tx:
+        if key is not None and (existing := _replayed(tx, key, digest)) is not None:
+            return 200, existing
+        tx.traceparent = request.headers.get("traceparent")
+        event = _place(tx, body, deadline_s=rt.settings.order_deadline_s)
+        if key is not None:
             tx.conn.execute(
-                orders.insert().values(
-                    order_id=order_id,
-                    customer_id=body["customer_id"],
-                    items=json.dumps(body["items"]),
-                    total_minor=total,
-                    currency=body["currency"],
-                    status=PENDING,
-                    created_at=tx.now,
-                    deadline=deadline,
-                )
+                idempotency.insert().values(key=key, request_hash=digest, order_id=event.subject, created_at=tx.now)
             )
-            if key is not None:
-                tx.conn.execute(
-                    idempotency.insert().values(key=key, request_hash=digest, order_id=order_id, created_at=tx.now)
-                )
-            event = tx.emit(
-                catalog.ORDER_CREATED,
-                {
-                    "order_id": order_id,
-                    "customer_id": body["customer_id"],
-                    "items": body["items"],
-                    "total": {"amount_minor": total, "currency": body["currency"]},
-                    "deadline": isoformat(deadline),
-                    "created_at": isoformat(tx.now),
-                },
-                subject=order_id,
-            )
-            _record(tx, event)
-            created = load(tx.conn, order_id)
-        log.info("order accepted", extra={"order_id": order_id, "event_id": event.id})
-        return 201, created
+        created = _load(tx.conn, event.subject)
+    log.info("order accepted", extra={"order_id": event.subject, "event_id": event.id})
+    return 201, created
 
-    def get(request: Request) -> Response:
-        order_id = path_param(request, "order_id", _ORDER, "order id (ord_ followed by 32 hex digits)")
-        with rt.store.read() as conn:
-            body = load(conn, order_id)
-        if body is None:
-            raise RequestError(404, f"no order {order_id}")
-        return 200, body
 
-    def summary(request: Request) -> Response:
-        with rt.store.read() as conn:
-            rows = conn.execute(
-                sa.select(orders.c.status, orders.c.reason, sa.func.count()).group_by(orders.c.status, orders.c.reason)
-            ).all()
-        counts: dict[str, int] = {}
-        for status, reason, n in rows:
-            counts[f"{status}/{reason}" if reason else status] = int(n)
-        return 200, {"orders": sum(counts.values()), "by_status": dict(sorted(counts.items()))}
+def get_order(rt: Runtime, request: Request) -> Response:
+    order_id = endpoints.order_id(request)
+    with rt.store.read() as conn:
+        body = _load(conn, order_id)
+    if body is None:
+        raise RequestError(404, f"no order {order_id}")
+    return 200, body
 
-    def flow(request: Request) -> Response:
-        raw = request.query.get("stuck_after_seconds", str(rt.settings.stuck_after_s))
-        try:
-            stuck_after = float(raw)
-        except ValueError:
-            raise RequestError(400, f"stuck_after_seconds={raw!r} is not a number") from None
-        if not stuck_after > 0:
-            raise RequestError(400, "stuck_after_seconds must be > 0")
-        now = datetime.now(UTC)
-        with rt.store.read() as conn:
-            pending = orders.c.status == PENDING
-            in_flight, oldest = conn.execute(
-                sa.select(sa.func.count(), sa.func.min(orders.c.created_at)).where(pending)
-            ).one()
-            threshold = now - timedelta(seconds=stuck_after)
-            stuck_q = sa.select(orders.c.order_id).where(pending, orders.c.created_at <= threshold)
-            stuck = conn.execute(sa.select(sa.func.count()).select_from(stuck_q.subquery())).scalar_one()
-            stuck_ids = conn.execute(stuck_q.order_by(orders.c.created_at).limit(20)).scalars().all()
-        return 200, {
-            "in_flight": int(in_flight),
-            "oldest_in_flight_age_seconds": (now - oldest).total_seconds() if oldest else None,
-            "stuck": int(stuck),
-            "stuck_after_seconds": stuck_after,
-            "stuck_order_ids": list(stuck_ids),
-        }
 
+def order_counts(rt: Runtime, _request: Request) -> Response:
+    with rt.store.read() as conn:
+        rows = conn.execute(
+            sa.select(orders.c.status, orders.c.reason, sa.func.count()).group_by(orders.c.status, orders.c.reason)
+        ).all()
+    counts: dict[str, int] = {}
+    for status, reason, n in rows:
+        counts[f"{status}/{reason}" if reason else status] = int(n)
+    return 200, {"orders": sum(counts.values()), "by_status": dict(sorted(counts.items()))}
+
+
+def _stuck_after(rt: Runtime, request: Request) -> float:
+    raw = request.query.get("stuck_after_seconds", str(rt.settings.stuck_after_s))
+    try:
+        stuck_after = float(raw)
+    except ValueError:
+        raise RequestError(400, f"stuck_after_seconds={raw!r} is not a number") from None
+    if not stuck_after > 0:
+        raise RequestError(400, "stuck_after_seconds must be > 0")
+    return stuck_after
+
+
+def flow_health(rt: Runtime, request: Request) -> Response:
+    """``GET /flow``: orders in flight, the oldest one's age, stuck orders (for the operator)."""
+    stuck_after = _stuck_after(rt, request)
+    now = datetime.now(UTC)
+    with rt.store.read() as conn:
+        pending = orders.c.status == PENDING
+        in_flight, oldest = conn.execute(
+            sa.select(sa.func.count(), sa.func.min(orders.c.created_at)).where(pending)
+        ).one()
+        threshold = now - timedelta(seconds=stuck_after)
+        stuck_q = sa.select(orders.c.order_id).where(pending, orders.c.created_at <= threshold)
+        stuck = conn.execute(sa.select(sa.func.count()).select_from(stuck_q.subquery())).scalar_one()
+        stuck_ids = conn.execute(stuck_q.order_by(orders.c.created_at).limit(20)).scalars().all()
+    return 200, {
+        "in_flight": int(in_flight),
+        "oldest_in_flight_age_seconds": (now - oldest).total_seconds() if oldest else None,
+        "stuck": int(stuck),
+        "stuck_after_seconds": stuck_after,
+        "stuck_order_ids": list(stuck_ids),
+    }
+
+
+def routes(rt: Runtime) -> list[Route]:
     return [
-        Route("POST", "/orders", create),
-        Route("GET", "/orders", summary),
-        Route("GET", "/orders/{order_id}", get),
-        Route("GET", "/flow", flow),
+        Route("POST", "/orders", functools.partial(create_order, rt)),
+        Route("GET", "/orders", functools.partial(order_counts, rt)),
+        Route("GET", "/orders/{order_id}", functools.partial(get_order, rt)),
+        Route("GET", "/flow", functools.partial(flow_health, rt)),
     ]
 
 
 definition = Definition(name="order", metadata=metadata, handlers=HANDLERS, routes=routes)
 
-
-def order_id_of(value: str) -> OrderId:
-    """Parse a user-given order id (used by the CLI)."""
-    if not _ORDER.fullmatch(value):
-        raise ValueError(f"{value!r} is not an order id")
-    return OrderId(value)

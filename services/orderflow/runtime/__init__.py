@@ -4,9 +4,7 @@ Modules are imported by name (``from orderflow.runtime import outbox``); the nam
 surface service modules use.
 """
 
-from orderflow.runtime.config import Settings
-from orderflow.runtime.definition import Definition, Handler, Prepare, Ticker
-from orderflow.runtime.errors import (
+from orderflow.errors import (
     BrokerUnavailable,
     ConfigError,
     OrderFlowError,
@@ -14,7 +12,10 @@ from orderflow.runtime.errors import (
     RequestError,
     Retryable,
     StoreUnavailable,
+    WriteConflict,
 )
+from orderflow.runtime.config import Settings
+from orderflow.runtime.definition import Definition, Handler, Prepare, Ticker
 from orderflow.runtime.http import Request, Response, Route
 from orderflow.runtime.service import Runtime, Service
 from orderflow.runtime.tx import Tx
@@ -38,4 +39,5 @@ __all__ = [
     "StoreUnavailable",
     "Ticker",
     "Tx",
+    "WriteConflict",
 ]

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final, TypeAlias
 
-from orderflow.runtime.errors import ConfigError
+from orderflow.errors import ConfigError
 
 KafkaValue: TypeAlias = str | int | float | bool
 """A librdkafka setting's value, as confluent-kafka's clients take it."""

@@ -19,13 +19,13 @@ from typing import cast
 import sqlalchemy as sa
 from confluent_kafka import Consumer, KafkaException, Message, TopicPartition
 
+from orderflow.errors import Permanent, Retryable
 from orderflow.events import Delivery, Event, Poison, codec
 from orderflow.runtime import faults, inbox, outbox
 from orderflow.runtime.backoff import Backoff
 from orderflow.runtime.db import Store
 from orderflow.runtime.definition import Definition
 from orderflow.runtime.dlq import DeadLetter, DeadLetterPublisher
-from orderflow.runtime.errors import Permanent, Retryable
 from orderflow.runtime.metrics import Metrics
 from orderflow.runtime.tx import Tx
 
@@ -222,13 +222,13 @@ class ConsumerLoop:
             )
 
     def _retrying(self, work: Callable[[], None]) -> None:
-        """Run ``work`` until it does not raise ``Retryable`` (or an integrity race), backing off in between."""
+        """Run ``work`` until it does not raise ``Retryable``, backing off in between."""
         backoff = Backoff()
         while True:
             try:
                 work()
                 return
-            except (Retryable, sa.exc.IntegrityError) as e:
+            except Retryable as e:
                 if self._stop.is_set():
                     raise Stopping() from e
                 delay = backoff.next()

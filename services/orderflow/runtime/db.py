@@ -19,7 +19,7 @@ from sqlalchemy import event as sa_event
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.pool import ConnectionPoolEntry
 
-from orderflow.runtime.errors import ConfigError, StoreUnavailable
+from orderflow.errors import ConfigError, StoreUnavailable, WriteConflict
 
 log = logging.getLogger(__name__)
 
@@ -103,18 +103,23 @@ class Store:
         self.engine = create_engine(url)
         self.metadata = metadata
         self.dialect = self.engine.dialect.name
-        with self._mapped():
-            # Several replicas may start at once against one PostgreSQL: CREATE TABLE IF NOT EXISTS can still
-            # race on the catalog, so a failure here is retried once after the winner has finished.
-            try:
+        # Several replicas may start at once against one PostgreSQL: CREATE TABLE IF NOT EXISTS can still race on
+        # the catalog, so a conflict here is retried once after the winner has finished.
+        try:
+            with self._mapped():
                 metadata.create_all(self.engine)
-            except sa.exc.IntegrityError:
+        except WriteConflict:
+            with self._mapped():
                 metadata.create_all(self.engine)
 
     @contextmanager
     def _mapped(self) -> Iterator[None]:
+        """The one place the database's exceptions become OrderFlow's: an integrity race (a concurrent writer won
+        a unique key) and an unreachable or locked database are both worth retrying; anything else is a bug."""
         try:
             yield
+        except sa.exc.IntegrityError as e:
+            raise WriteConflict(f"a concurrent write conflicted: {e.orig or e}") from e
         except sa.exc.OperationalError as e:
             raise StoreUnavailable(f"database unavailable: {e.orig or e}") from e
         except sa.exc.DBAPIError as e:

@@ -12,8 +12,8 @@ from typing import Any, Final
 
 from confluent_kafka import KafkaError, KafkaException, Producer
 
+from orderflow.errors import BrokerUnavailable
 from orderflow.events import isoformat, utcnow
-from orderflow.runtime.errors import BrokerUnavailable
 
 HEADER_REASON: Final = "orderflow.dlq.reason"
 HEADER_DETAIL: Final = "orderflow.dlq.detail"

@@ -13,7 +13,7 @@ import signal
 import sys
 from typing import Final
 
-from orderflow.runtime.errors import ConfigError
+from orderflow.errors import ConfigError
 
 
 def _parse(raw: str) -> dict[str, int]:

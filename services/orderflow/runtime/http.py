@@ -17,7 +17,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Final
 from urllib.parse import parse_qs, urlsplit
 
-from orderflow.runtime.errors import RequestError, Retryable
+from orderflow.errors import RequestError, Retryable
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +52,8 @@ class Request:
 
 Response = tuple[int, Any]
 Endpoint = Callable[[Request], Response]
+# What goes on the wire: status, payload, Content-Type.
+Reply = tuple[int, bytes, str]
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,34 +86,50 @@ class Router:
             raise RequestError(405, f"{method} is not allowed on {parts.path}; use {', '.join(sorted(allowed))}")
         raise RequestError(404, f"no such resource: {parts.path}")
 
+    def respond(self, method: str, target: str, headers: Mapping[str, str], body: bytes) -> Reply:
+        """The whole HTTP contract of the service, without a socket: what one request is answered.
+
+        The server calls it for every request; tests call it in-process (starlette's TestClient idea), so request
+        validation is checked without processes or a broker. ``headers`` are keyed in lower case.
+        """
+        try:
+            return encode(*self.dispatch(method, target, headers, body))
+        except RequestError as e:
+            return encode(*e.response())
+        except Retryable as e:
+            return encode(503, {"error": f"temporarily unavailable, retry later: {e}"})
+        except ValueError:
+            return encode(400, {"error": "malformed request"})
+        except Exception:
+            log.exception("unhandled error serving %s %s", method, target)
+            return encode(500, {"error": "internal error; see the service log"})
+
+
+def encode(status: int, body: Any) -> Reply:
+    """(status, payload, Content-Type): JSON, or bytes as they are (the Prometheus text format)."""
+    if isinstance(body, bytes):
+        return status, body, "text/plain; version=0.0.4; charset=utf-8"
+    return status, json.dumps(body).encode(), "application/json"
+
 
 class _Handler(BaseHTTPRequestHandler):
     server: _Server
     protocol_version = "HTTP/1.1"
 
     def _serve(self) -> None:
-        status: int
-        body: Any
         try:
             length = int(self.headers.get("Content-Length") or 0)
-            if length > MAX_BODY:
-                raise RequestError(413, f"the request body exceeds {MAX_BODY} bytes")
+        except ValueError:
+            length = -1
+        if length < 0:
+            status, payload, content_type = encode(400, {"error": "malformed request"})
+        elif length > MAX_BODY:
+            status, payload, content_type = encode(*RequestError(413, f"the request body exceeds {MAX_BODY} bytes")
+                                                   .response())
+        else:
             raw = self.rfile.read(length) if length else b""
             headers = {k.lower(): v for k, v in self.headers.items()}
-            status, body = self.server.router.dispatch(self.command, self.path, headers, raw)
-        except RequestError as e:
-            status, body = e.status, {"error": e.message, **({"details": e.details} if e.details is not None else {})}
-        except Retryable as e:
-            status, body = 503, {"error": f"temporarily unavailable, retry later: {e}"}
-        except ValueError:
-            status, body = 400, {"error": "malformed request"}
-        except Exception:
-            log.exception("unhandled error serving %s %s", self.command, self.path)
-            status, body = 500, {"error": "internal error; see the service log"}
-        if isinstance(body, bytes):
-            payload, content_type = body, "text/plain; version=0.0.4; charset=utf-8"
-        else:
-            payload, content_type = json.dumps(body).encode(), "application/json"
+            status, payload, content_type = self.server.router.respond(self.command, self.path, headers, raw)
         self.send_response(status)
         self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(payload)))

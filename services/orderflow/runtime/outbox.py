@@ -23,12 +23,12 @@ import sqlalchemy as sa
 from confluent_kafka import KafkaError, KafkaException, Producer
 from sqlalchemy.engine import Connection
 
+from orderflow.errors import BrokerUnavailable, Retryable
 from orderflow.events import KafkaRecord, utcnow
 from orderflow.runtime import db, faults
 from orderflow.runtime.backoff import Backoff
 from orderflow.runtime.config import KafkaConfig, Settings
 from orderflow.runtime.db import Store
-from orderflow.runtime.errors import BrokerUnavailable, Retryable
 from orderflow.runtime.metrics import Metrics
 
 log = logging.getLogger(__name__)

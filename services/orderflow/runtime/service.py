@@ -19,6 +19,7 @@ import sqlalchemy as sa
 from confluent_kafka import Consumer, Producer
 from confluent_kafka.admin import AdminClient
 
+from orderflow.errors import Retryable
 from orderflow.events import catalog
 from orderflow.runtime import inbox, outbox, topics
 from orderflow.runtime.config import KafkaConfig, Settings
@@ -26,7 +27,6 @@ from orderflow.runtime.consumer import ConsumerLoop
 from orderflow.runtime.db import Store
 from orderflow.runtime.definition import Definition, Ticker
 from orderflow.runtime.dlq import DeadLetterPublisher
-from orderflow.runtime.errors import Retryable
 from orderflow.runtime.http import HttpServer, Request, Response, Route
 from orderflow.runtime.metrics import Metrics
 from orderflow.runtime.tx import Tx

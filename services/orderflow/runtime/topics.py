@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from orderflow.runtime.errors import BrokerUnavailable
+from orderflow.errors import BrokerUnavailable
 
 log = logging.getLogger(__name__)
 

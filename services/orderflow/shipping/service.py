@@ -9,8 +9,8 @@ replica or several, and still only one of them wins and publishes.
 
 from __future__ import annotations
 
+import functools
 import logging
-import re
 import uuid
 from collections.abc import Sequence
 from datetime import datetime
@@ -19,8 +19,7 @@ from typing import Any, Final
 import sqlalchemy as sa
 
 from orderflow.events import Event, OrderId, catalog, isoformat, schemas
-from orderflow.runtime import Definition, Request, RequestError, Response, Route, Runtime, Ticker, Tx, db
-from orderflow.runtime.http import path_param
+from orderflow.runtime import Definition, Request, Response, Route, Runtime, Ticker, Tx, db, endpoints
 
 log = logging.getLogger(__name__)
 
@@ -168,28 +167,24 @@ def expire(rt: Runtime) -> int:
 
 # -- HTTP ------------------------------------------------------------------------------------------------------
 
-_ORDER = re.compile(schemas.ORDER_ID["pattern"])
+def get_shipment(rt: Runtime, request: Request) -> Response:
+    order_id = endpoints.order_id(request)
+    missing = f"shipping has seen no event for order {order_id}"
+    row = endpoints.one_or_404(rt.store, shipments.c.order_id, order_id, missing=missing)
+    return 200, {
+        "order_id": row.order_id,
+        "outcome": row.outcome,
+        "reason": row.reason,
+        "shipment_id": row.shipment_id,
+        "stock": row.stock,
+        "payment": row.payment,
+        "deadline": row.deadline and isoformat(row.deadline),
+        "decided_at": row.decided_at and isoformat(row.decided_at),
+    }
 
 
 def routes(rt: Runtime) -> list[Route]:
-    def get_shipment(request: Request) -> Response:
-        order_id = path_param(request, "order_id", _ORDER, "order id")
-        with rt.store.read() as conn:
-            row = conn.execute(sa.select(shipments).where(shipments.c.order_id == order_id)).first()
-        if row is None:
-            raise RequestError(404, f"shipping has seen no event for order {order_id}")
-        return 200, {
-            "order_id": row.order_id,
-            "outcome": row.outcome,
-            "reason": row.reason,
-            "shipment_id": row.shipment_id,
-            "stock": row.stock,
-            "payment": row.payment,
-            "deadline": row.deadline and row.deadline.isoformat(),
-            "decided_at": row.decided_at and row.decided_at.isoformat(),
-        }
-
-    return [Route("GET", "/shipments/{order_id}", get_shipment)]
+    return [Route("GET", "/shipments/{order_id}", functools.partial(get_shipment, rt))]
 
 
 definition = Definition(
