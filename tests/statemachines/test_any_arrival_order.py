@@ -26,8 +26,8 @@ from orderflow import billing, inventory, order, shipping
 from orderflow.events import Event, catalog, utcnow
 from orderflow.runtime import Definition, Tx
 from orderflow.runtime.consumer import apply
+from orderflow.runtime.context import runtime_tables
 from orderflow.runtime.db import Store
-from orderflow.runtime.service import runtime_tables
 from tests.support import events as ev
 from tests.support import worlds
 

@@ -15,9 +15,10 @@ from orderflow.errors import (
     WriteConflict,
 )
 from orderflow.runtime.config import Settings
+from orderflow.runtime.context import Runtime
 from orderflow.runtime.definition import Definition, Handler, Prepare, Ticker
 from orderflow.runtime.http import Request, Response, Route
-from orderflow.runtime.service import Runtime, Service
+from orderflow.runtime.service import Service
 from orderflow.runtime.tx import Tx
 
 __all__ = [

@@ -10,17 +10,14 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
 
 from orderflow.events import Event
+from orderflow.runtime.config import Settings
+from orderflow.runtime.context import Runtime
+from orderflow.runtime.http import Route
 from orderflow.runtime.tx import Tx
-
-if TYPE_CHECKING:
-    from orderflow.runtime.config import Settings
-    from orderflow.runtime.http import Route
-    from orderflow.runtime.service import Runtime
 
 Handler = Callable[[Tx, Event], None]
 Prepare = Callable[[Tx, Sequence[Event]], None]

@@ -11,67 +11,25 @@ import logging
 import signal
 import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from typing import Any
 
-import sqlalchemy as sa
 from confluent_kafka import Consumer, Producer
 from confluent_kafka.admin import AdminClient
 
 from orderflow.errors import Retryable
 from orderflow.events import catalog
-from orderflow.runtime import inbox, outbox, topics
+from orderflow.runtime import topics
 from orderflow.runtime.config import KafkaConfig, Settings
 from orderflow.runtime.consumer import ConsumerLoop
-from orderflow.runtime.db import Store
+from orderflow.runtime.context import Runtime
 from orderflow.runtime.definition import Definition, Ticker
 from orderflow.runtime.dlq import DeadLetterPublisher
 from orderflow.runtime.http import HttpServer, Request, Response, Route
-from orderflow.runtime.metrics import Metrics
-from orderflow.runtime.tx import Tx
 
 log = logging.getLogger(__name__)
 
 LIVENESS_WINDOW_S = 60.0
-
-
-def runtime_tables(metadata: sa.MetaData) -> dict[str, sa.Table]:
-    """The inbox, outbox and relay lease, added once to a service's own metadata."""
-    if "inbox" not in metadata.tables:
-        inbox.table(metadata)
-        outbox.tables(metadata)
-    return {name: metadata.tables[name] for name in ("inbox", "outbox", "outbox_lease")}
-
-
-class Runtime:
-    """What handlers, routes and tickers of a running service can use."""
-
-    def __init__(self, definition: Definition, settings: Settings, *, producer: Producer | None = None) -> None:
-        """``producer`` replaces the relay's Kafka producer (e.g. one that must never be used, for contracts)."""
-        self.definition = definition
-        self.settings = settings
-        self.tables = runtime_tables(definition.metadata)
-        self.store = Store(settings.database_url, definition.metadata)
-        self.metrics = Metrics(definition.name)
-        self.producer = producer if producer is not None else Producer(outbox.producer_config(settings))
-        self.relay = outbox.Relay(
-            store=self.store,
-            outbox=self.tables["outbox"],
-            lease=self.tables["outbox_lease"],
-            producer=self.producer,
-            metrics=self.metrics,
-        )
-
-    @contextmanager
-    def transaction(self) -> Iterator[Tx]:
-        """A write transaction whose emitted events go to the outbox; the relay is woken after the commit."""
-        with self.store.write() as conn:
-            tx = Tx(conn, service=self.definition.name, prefix=self.settings.topic_prefix)
-            yield tx
-            outbox.append(conn, self.tables["outbox"], tx.pending)
-        if tx.pending:
-            self.relay.wake()
 
 
 class Service:
@@ -80,7 +38,7 @@ class Service:
     def __init__(self, definition: Definition, settings: Settings) -> None:
         self.definition = definition
         self.settings = settings
-        self.runtime = Runtime(definition, settings)
+        self.runtime = Runtime(service=definition.name, metadata=definition.metadata, settings=settings)
         self.stopping = threading.Event()
         self._threads: list[threading.Thread] = []
         self._tickers_alive: dict[str, float] = {}

@@ -49,7 +49,9 @@ class _NoKafka:
 
 
 def _offline_runtime(definition: Definition, settings: Settings) -> Runtime:
-    return Runtime(definition, settings, producer=cast(Producer, _NoKafka()))
+    return Runtime(
+        service=definition.name, metadata=definition.metadata, settings=settings, producer=cast(Producer, _NoKafka())
+    )
 
 
 class _OneMessage:
