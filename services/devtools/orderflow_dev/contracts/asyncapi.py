@@ -72,69 +72,6 @@ def _payload(entry: catalog.EventType) -> dict[str, Any]:
 def document() -> dict[str, Any]:
     """The AsyncAPI 3.0 document of the event catalog (topics with the default prefix ``orderflow``)."""
     streams = list(dict.fromkeys(catalog.STREAM_OF_PRODUCER.values()))
-    channels: dict[str, Any] = {}
-    for stream in streams:
-        entries = [e for e in catalog.CATALOG.values() if e.stream == stream]
-        producer = entries[0].producer
-        channels[stream] = {
-            "address": f"{PREFIX}.{stream}",
-            "title": f"{PREFIX}.{stream}",
-            "description": (
-                f"Events published by the {producer} service, keyed (and so partitioned) by order id. "
-                "The `orderflow` prefix is ORDERFLOW_TOPIC_PREFIX."
-            ),
-            "messages": {e.name: {"$ref": f"#/components/messages/{e.name}"} for e in entries},
-            "bindings": {"kafka": {"topic": f"{PREFIX}.{stream}", "bindingVersion": KAFKA_BINDING}},
-        }
-    operations: dict[str, Any] = {}
-    for service in catalog.SERVICES:
-        handled = set(importlib.import_module(f"orderflow.{service}").definition.handlers)
-        for stream in streams:
-            sent = [e for e in catalog.produced_by(service) if e.stream == stream]
-            received = [e for e in catalog.CATALOG.values() if e.stream == stream and e.type in handled]
-            for action, entries in (("send", sent), ("receive", received)):
-                if not entries:
-                    continue
-                names = ", ".join(e.name for e in entries)
-                operation: dict[str, Any] = {
-                    "action": action,
-                    "channel": {"$ref": f"#/channels/{stream}"},
-                    "title": f"{service} {'publishes' if action == 'send' else 'consumes'} {names}",
-                    "summary": f"{service} {'publishes' if action == 'send' else 'consumes'} {names}.",
-                    "messages": [{"$ref": f"#/channels/{stream}/messages/{e.name}"} for e in entries],
-                    "tags": [{"name": service}],
-                }
-                if action == "receive":
-                    operation["bindings"] = {
-                        "kafka": {
-                            "groupId": {"type": "string", "enum": [f"{PREFIX}-{service}"]},
-                            "bindingVersion": KAFKA_BINDING,
-                        }
-                    }
-                operations[f"{service}{'Sends' if action == 'send' else 'Receives'}{stream.title()}"] = operation
-    messages = {
-        e.name: {
-            "name": e.name,
-            "title": e.name,
-            "summary": str(e.schema.get("description", "")),
-            "description": (
-                f"CloudEvent type `{e.type}`, produced by {e.producer}, consumed by {', '.join(e.consumers)}. "
-                "A breaking change is a new type, never an edit of this one."
-            ),
-            "contentType": "application/json",
-            "correlationId": {"description": "The order id.", "location": "$message.header#/ce_subject"},
-            "headers": _headers(e),
-            "payload": {"$ref": f"#/components/schemas/{e.name}"},
-            "bindings": {
-                "kafka": {
-                    "key": {**schemas.ORDER_ID, "description": "The order id."},
-                    "bindingVersion": KAFKA_BINDING,
-                }
-            },
-            "tags": [{"name": e.producer}],
-        }
-        for e in catalog.CATALOG.values()
-    }
     return {
         "asyncapi": "3.0.0",
         "info": {
@@ -155,12 +92,85 @@ def document() -> dict[str, Any]:
                 "description": "The broker of `orderflow kafka start`; set ORDERFLOW_KAFKA_BOOTSTRAP for any other.",
             }
         },
-        "channels": channels,
-        "operations": operations,
+        "channels": {stream: _channel(stream) for stream in streams},
+        "operations": _operations(streams),
         "components": {
-            "messages": messages,
+            "messages": {e.name: _message(e) for e in catalog.CATALOG.values()},
             "schemas": {e.name: _payload(e) for e in catalog.CATALOG.values()},
         },
+    }
+
+
+def _channel(stream: str) -> dict[str, Any]:
+    """One topic: its address, who publishes on it, and the messages it carries."""
+    entries = [e for e in catalog.CATALOG.values() if e.stream == stream]
+    return {
+        "address": f"{PREFIX}.{stream}",
+        "title": f"{PREFIX}.{stream}",
+        "description": (
+            f"Events published by the {entries[0].producer} service, keyed (and so partitioned) by order id. "
+            "The `orderflow` prefix is ORDERFLOW_TOPIC_PREFIX."
+        ),
+        "messages": {e.name: {"$ref": f"#/components/messages/{e.name}"} for e in entries},
+        "bindings": {"kafka": {"topic": f"{PREFIX}.{stream}", "bindingVersion": KAFKA_BINDING}},
+    }
+
+
+def _operations(streams: list[str]) -> dict[str, Any]:
+    """Per service and topic, what it sends (the catalog) and what it receives (its real handlers)."""
+    operations: dict[str, Any] = {}
+    for service in catalog.SERVICES:
+        handled = set(importlib.import_module(f"orderflow.{service}").definition.handlers)
+        for stream in streams:
+            sent = [e for e in catalog.produced_by(service) if e.stream == stream]
+            received = [e for e in catalog.CATALOG.values() if e.stream == stream and e.type in handled]
+            for action, entries in (("send", sent), ("receive", received)):
+                if entries:
+                    key = f"{service}{'Sends' if action == 'send' else 'Receives'}{stream.title()}"
+                    operations[key] = _operation(service, stream, action, entries)
+    return operations
+
+
+def _operation(service: str, stream: str, action: str, entries: list[catalog.EventType]) -> dict[str, Any]:
+    names = ", ".join(e.name for e in entries)
+    operation: dict[str, Any] = {
+        "action": action,
+        "channel": {"$ref": f"#/channels/{stream}"},
+        "title": f"{service} {'publishes' if action == 'send' else 'consumes'} {names}",
+        "summary": f"{service} {'publishes' if action == 'send' else 'consumes'} {names}.",
+        "messages": [{"$ref": f"#/channels/{stream}/messages/{e.name}"} for e in entries],
+        "tags": [{"name": service}],
+    }
+    if action == "receive":
+        operation["bindings"] = {
+            "kafka": {
+                "groupId": {"type": "string", "enum": [f"{PREFIX}-{service}"]},
+                "bindingVersion": KAFKA_BINDING,
+            }
+        }
+    return operation
+
+
+def _message(e: catalog.EventType) -> dict[str, Any]:
+    return {
+        "name": e.name,
+        "title": e.name,
+        "summary": str(e.schema.get("description", "")),
+        "description": (
+            f"CloudEvent type `{e.type}`, produced by {e.producer}, consumed by {', '.join(e.consumers)}. "
+            "A breaking change is a new type, never an edit of this one."
+        ),
+        "contentType": "application/json",
+        "correlationId": {"description": "The order id.", "location": "$message.header#/ce_subject"},
+        "headers": _headers(e),
+        "payload": {"$ref": f"#/components/schemas/{e.name}"},
+        "bindings": {
+            "kafka": {
+                "key": {**schemas.ORDER_ID, "description": "The order id."},
+                "bindingVersion": KAFKA_BINDING,
+            }
+        },
+        "tags": [{"name": e.producer}],
     }
 
 
