@@ -16,6 +16,7 @@ from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
 import orderflow_dev.kafka as kafka_tool
+import orderflow_dev.kafka.ensure as kafka_ensure
 from orderflow_dev.kafka import (
     BrokerStartError,
     BrokerUnreachableError,
@@ -173,7 +174,7 @@ def test_ensure_broker_uses_env_bootstrap(
     def no_private_broker(*_args: object, **_kwargs: object) -> None:
         raise AssertionError("ensure_broker started a broker although ORDERFLOW_KAFKA_BOOTSTRAP is set")
 
-    monkeypatch.setattr(kafka_tool, "LocalBroker", no_private_broker)
+    monkeypatch.setattr(kafka_ensure, "LocalBroker", no_private_broker)  # where ensure_broker finds it
     with ensure_broker() as bootstrap:
         assert bootstrap == kafka_bootstrap
         topic = f"{unique_prefix}-env"
@@ -195,7 +196,7 @@ def test_ensure_broker_rejects_unreachable_env_bootstrap(monkeypatch: pytest.Mon
 
 def test_ensure_jars_is_cached() -> None:
     libs = ensure_jars()
-    assert (libs / f"kafka_2.13-{kafka_tool.KAFKA_VERSION}.jar").is_file()
+    assert (libs / f"kafka_2.13-{kafka_tool.kafka_version()}.jar").is_file()
     assert any(p.name.startswith("log4j-slf4j-impl-") for p in libs.iterdir())
     assert ensure_jars() == libs
 
