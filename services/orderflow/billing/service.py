@@ -209,9 +209,7 @@ def put_account(rt: Runtime, request: Request) -> Response:
 
 
 def get_payment(rt: Runtime, request: Request) -> Response:
-    order_id = endpoints.order_id(request)
-    missing = f"billing has seen no event for order {order_id}"
-    row = endpoints.one_or_404(rt.store, payments.c.order_id, order_id, missing=missing)
+    row = endpoints.order_row(rt.store, payments.c.order_id, request, service="billing")
     return 200, {
         "order_id": row.order_id,
         "customer_id": row.customer_id,

@@ -241,9 +241,7 @@ def list_stock(rt: Runtime, _request: Request) -> Response:
 
 
 def get_reservation(rt: Runtime, request: Request) -> Response:
-    order_id = endpoints.order_id(request)
-    missing = f"inventory has seen no event for order {order_id}"
-    row = endpoints.one_or_404(rt.store, reservations.c.order_id, order_id, missing=missing)
+    row = endpoints.order_row(rt.store, reservations.c.order_id, request, service="inventory")
     return 200, {
         "order_id": row.order_id,
         "state": row.state,

@@ -23,6 +23,13 @@ def order_id(request: Request) -> OrderId:
     return OrderId(path_param(request, "order_id", event.ORDER_ID_PATTERN, "order id (ord_ followed by 32 hex digits)"))
 
 
+def order_row(store: Store, key: sa.Column[Any], request: Request, *, service: str) -> sa.Row[Any]:
+    """What ``service`` knows of the order named by the ``{order_id}`` path parameter: the row of ``key``'s table;
+    400 for a malformed id, 404 when the service has seen no event for that order."""
+    order = order_id(request)
+    return one_or_404(store, key, order, missing=f"{service} has seen no event for order {order}")
+
+
 def one_or_404(store: Store, key: sa.Column[Any], value: str, *, missing: str) -> sa.Row[Any]:
     """The row of ``key``'s table whose ``key`` is ``value``; 404 with ``missing`` as the message when there is none."""
     with store.read() as conn:

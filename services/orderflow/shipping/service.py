@@ -168,9 +168,7 @@ def expire(rt: Runtime) -> int:
 # -- HTTP ------------------------------------------------------------------------------------------------------
 
 def get_shipment(rt: Runtime, request: Request) -> Response:
-    order_id = endpoints.order_id(request)
-    missing = f"shipping has seen no event for order {order_id}"
-    row = endpoints.one_or_404(rt.store, shipments.c.order_id, order_id, missing=missing)
+    row = endpoints.order_row(rt.store, shipments.c.order_id, request, service="shipping")
     return 200, {
         "order_id": row.order_id,
         "outcome": row.outcome,
