@@ -100,6 +100,23 @@ def test_a_service_never_imports_another_and_the_shared_code_never_imports_a_ser
         assert not [i for i in GRAPH[module] if i == own or i.startswith(own + ".")], module
 
 
-def test_events_stand_below_the_runtime() -> None:
-    for module in (m for m in GRAPH if m.startswith("orderflow.events")):
-        assert not [i for i in GRAPH[module] if i.startswith("orderflow.runtime")], module
+# What each part may import of the project besides itself (README.md, Architecture).
+ALLOWED = {
+    "orderflow.errors": (),
+    "orderflow.events": ("orderflow.errors",),
+    "orderflow.runtime": ("orderflow.errors", "orderflow.events"),
+    **{f"orderflow.{s}": ("orderflow.errors", "orderflow.events", "orderflow.runtime") for s in SERVICES},
+    "orderflow_operator": ("orderflow.errors",),
+}
+
+
+def _within(module: str, part: str) -> bool:
+    return module == part or module.startswith(part + ".")
+
+
+@pytest.mark.parametrize("part", sorted(ALLOWED))
+def test_each_part_imports_only_what_the_architecture_allows(part: str) -> None:
+    allowed = (part, *ALLOWED[part])
+    offenders = {m: sorted(i for i in GRAPH[m] if not any(_within(i, a) for a in allowed))
+                 for m in GRAPH if _within(m, part)}
+    assert not {m: i for m, i in offenders.items() if i}
