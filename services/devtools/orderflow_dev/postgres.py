@@ -128,28 +128,7 @@ class PostgresServer:
             for path in (self.root, sockets):
                 os.chown(path, self._user.pw_uid, self._user.pw_gid)
         env = {**os.environ, "LC_ALL": "C.UTF-8", "TZ": "UTC"}
-        init = subprocess.run(
-            [
-                str(self.bin_dir / "initdb"),
-                "-D",
-                str(data),
-                "-U",
-                SUPERUSER,
-                "-A",
-                "trust",
-                "-E",
-                "UTF8",
-                "--no-sync",
-                "--no-instructions",
-            ],
-            capture_output=True,
-            text=True,
-            env=env,
-            cwd=self.root,
-            **self._as_server_user(),
-        )
-        if init.returncode != 0:
-            raise PostgresUnavailable(f"initdb failed ({init.returncode}):\n{init.stdout}\n{init.stderr}")
+        self._initdb(data, env)
         settings = {
             "listen_addresses": "127.0.0.1",
             "unix_socket_directories": str(sockets),
@@ -182,6 +161,20 @@ class PostgresServer:
                 if attempt == 2:
                     raise
         raise AssertionError("unreachable")
+
+    def _initdb(self, data: Path, env: dict[str, str]) -> None:
+        assert self.root is not None
+        init = subprocess.run(
+            [str(self.bin_dir / "initdb"), "-D", str(data), "-U", SUPERUSER, "-A", "trust", "-E", "UTF8",
+             "--no-sync", "--no-instructions"],
+            capture_output=True,
+            text=True,
+            env=env,
+            cwd=self.root,
+            **self._as_server_user(),
+        )
+        if init.returncode != 0:
+            raise PostgresUnavailable(f"initdb failed ({init.returncode}):\n{init.stdout}\n{init.stderr}")
 
     def _accepts(self) -> bool:
         assert self.process is not None

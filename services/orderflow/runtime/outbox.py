@@ -176,6 +176,22 @@ class Relay:
         if not rows:
             self.metrics.outbox_backlog.set(0)
             return 0
+        delivered, errors = self._publish(rows)
+        faults.reach("relay.after_publish")
+        if delivered:
+            self._forget(rows, delivered)
+        if errors or len(delivered) < len(rows):
+            first = next(iter(errors.values()), None)
+            raise BrokerUnavailable(f"{len(rows) - len(delivered)} outbox event(s) not acknowledged: {first}")
+        if len(rows) < self.batch_size:
+            self.metrics.outbox_backlog.set(0)
+        else:
+            with self.store.read() as conn:
+                self.metrics.outbox_backlog.set(conn.execute(sa.select(sa.func.count()).select_from(o)).scalar_one())
+        return len(delivered)
+
+    def _publish(self, rows: Sequence[Any]) -> tuple[list[int], dict[int, KafkaError]]:
+        """Produce ``rows`` in order and wait for Kafka's answers: the acknowledged seqs, and the errors by seq."""
         errors: dict[int, KafkaError] = {}
         delivered: list[int] = []
 
@@ -201,27 +217,20 @@ class Relay:
                 except KafkaException as e:
                     raise BrokerUnavailable(f"cannot produce to {row.topic}: {e}") from e
         self.producer.flush(30)
-        faults.reach("relay.after_publish")
-        if delivered:
-            with self.store.write() as conn:
-                for chunk in _chunks(delivered, 500):
-                    conn.execute(o.delete().where(o.c.seq.in_(chunk)))
-            by_topic: dict[str, int] = {}
-            done = set(delivered)
-            for row in rows:
-                if row.seq in done:
-                    by_topic[row.topic] = by_topic.get(row.topic, 0) + 1
-            for topic, n in by_topic.items():
-                self.metrics.count_produced(topic, n)
-        if errors or len(delivered) < len(rows):
-            first = next(iter(errors.values()), None)
-            raise BrokerUnavailable(f"{len(rows) - len(delivered)} outbox event(s) not acknowledged: {first}")
-        if len(rows) < self.batch_size:
-            self.metrics.outbox_backlog.set(0)
-        else:
-            with self.store.read() as conn:
-                self.metrics.outbox_backlog.set(conn.execute(sa.select(sa.func.count()).select_from(o)).scalar_one())
-        return len(delivered)
+        return delivered, errors
+
+    def _forget(self, rows: Sequence[Any], delivered: list[int]) -> None:
+        """Delete the acknowledged rows and count them as produced, by topic."""
+        with self.store.write() as conn:
+            for chunk in _chunks(delivered, 500):
+                conn.execute(self.outbox.delete().where(self.outbox.c.seq.in_(chunk)))
+        by_topic: dict[str, int] = {}
+        done = set(delivered)
+        for row in rows:
+            if row.seq in done:
+                by_topic[row.topic] = by_topic.get(row.topic, 0) + 1
+        for topic, n in by_topic.items():
+            self.metrics.count_produced(topic, n)
 
     def backlog(self) -> int:
         with self.store.read() as conn:
