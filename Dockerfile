@@ -1,4 +1,3 @@
-# syntax=docker/dockerfile:1
 # One image for the four services and the operator; the command selects which:
 #   orderflow run order|inventory|billing|shipping      orderflow operator --all-namespaces
 # Builder: a virtualenv with the dependencies (one cached layer, rebuilt only when pyproject.toml changes), then
@@ -35,7 +34,10 @@ ENV PATH=/opt/orderflow/bin:$PATH \
     ORDERFLOW_DATA_DIR=/tmp/orderflow
 # A numeric non-root user, so the kubelet can verify runAsNonRoot; no home, no shell, owns nothing in the image.
 USER 10001:10001
-WORKDIR /tmp
+# The working directory is on the read-only root: the kernel's default core_pattern ("core") writes a crashing
+# process's core into its working directory, and with /tmp (an emptyDir with a size limit) one native crash got
+# the operator's Pod evicted on the first real cluster. Nothing is written relative to it.
+WORKDIR /
 EXPOSE 8080
 ENTRYPOINT ["orderflow"]
 CMD ["--help"]

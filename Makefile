@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml services/devtools/pyproject.toml 2>/dev/null | sha1sum | cut -c1-12)
 export PACT_DO_NOT_TRACK := true
 
-.PHONY: help venv demo test bench bench-services bench-operator lint prereqs contracts contracts-verify contracts-generate kafka-start kafka-stop clean
+.PHONY: help venv demo test e2e bench bench-services bench-operator lint prereqs contracts contracts-verify contracts-generate kafka-start kafka-stop clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 16
@@ -30,8 +30,12 @@ prereqs: venv ## fetch/build/install what the tests need: Kafka, kube-apiserver+
 	bash tests/support/install-postgres.sh
 	$(BIN)/python -m tests.deploy.skaffold_schema
 
-test: prereqs ## run the whole test suite against real Kafka and a real kube-apiserver
+test: prereqs ## run the whole test suite against real Kafka and a real kube-apiserver (all but the e2e suite)
 	$(BIN)/python -m pytest
+
+e2e: prereqs ## the whole product on a real kind cluster, deployed by skaffold (see tests/e2e/README.md)
+	bash tests/e2e/cluster/up.sh
+	$(BIN)/python -m pytest -m e2e tests/e2e --timeout=1800 -rA
 
 bench: venv ## all benchmarks; figures are ratios to a baseline measured in the same run
 	$(BIN)/python -m bench

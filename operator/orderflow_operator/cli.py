@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import argparse
 import os
+import socket
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import kopf
 
@@ -51,6 +52,20 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def identity(environ: Mapping[str, str] = os.environ) -> str:
+    """Who this operator is to kopf: the Pod's name on Kubernetes, else ``<user>@<host>``.
+
+    kopf's own guess calls ``getpass.getuser()``, which raises ``KeyError`` when the process's uid has no passwd
+    entry and no ``USER``/``LOGNAME`` is set -- exactly the case of a Pod running a numeric ``runAsUser`` (the
+    chart's 65532). The chart passes ``POD_NAME``; kopf's own variable ``POD_ID`` is honoured first.
+    """
+    pod = environ.get("POD_ID") or environ.get("POD_NAME")
+    if pod:
+        return pod
+    user = environ.get("USER") or environ.get("LOGNAME") or f"uid{os.getuid()}"
+    return f"{user}@{socket.gethostname()}"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run until SIGINT/SIGTERM; return the process exit code."""
     args = build_parser().parse_args(list(sys.argv[1:] if argv is None else argv))
@@ -62,6 +77,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.kubeconfig:
         os.environ[KUBECONFIG_ENV] = args.kubeconfig
     from orderflow_operator import handlers  # noqa: F401 - registers the handlers
+
+    # kopf's documented way to name the operator; without it kopf asks the passwd database (see identity()).
+    os.environ["POD_ID"] = identity()
 
     kopf.run(
         clusterwide=bool(args.all_namespaces),

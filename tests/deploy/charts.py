@@ -93,6 +93,11 @@ CASES = (
     ChartCase(OPERATOR_CHART, "orderflow-operator", "namespaced",
               {"watchNamespaces": ["orderflow", "shop"], "logLevel": "debug",
                "rbac": {"kafkaSecretNames": ["orderflow-kafka-librdkafka"]}}),
+    # skaffold tags an image it builds but does not push with its 64-hex id (`skaffold run -p kind`).
+    ChartCase(SERVICES_CHART, "orderflow", "skaffold-image-id",
+              {"image": {"repository": "orderflow", "tag": "8" * 64}}),
+    ChartCase(OPERATOR_CHART, "orderflow-operator", "skaffold-image-id",
+              {"image": {"repository": "orderflow", "tag": "8" * 64}, "watchNamespaces": ["orderflow"]}),
     ChartCase(KAFKA_CHART, "kafka", "tuned", {"port": 19092, "defaultPartitions": 6, "heapOptions": "-Xmx1g"}),
     ChartCase(POSTGRES_CHART, "pg", "renamed", {"databasePrefix": "shop", "urlsSecretName": "shop-databases",
                                                 "auth": {"username": "shop", "password": "s3cret-dev-only"}}),

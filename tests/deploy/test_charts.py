@@ -58,6 +58,17 @@ def test_every_resource_carries_the_standard_labels(case: charts.ChartCase) -> N
         assert labels["app.kubernetes.io/instance"] == case.release
     for name, template in charts.pod_templates(docs):
         assert {"app.kubernetes.io/name", "app.kubernetes.io/instance"} <= set(template["metadata"]["labels"]), name
+        for key, value in template["metadata"]["labels"].items():
+            assert LABEL_VALUE.fullmatch(value), (name, key, value)
+    for doc in docs:
+        for key, value in (doc["metadata"].get("labels") or {}).items():
+            assert LABEL_VALUE.fullmatch(value), (doc["kind"], doc["metadata"]["name"], key, value)
+
+
+#: What the API server accepts as a label value (at most 63 characters, alphanumeric at both ends). Regression: the
+#: first `skaffold run -p kind` failed -- skaffold tags a local image with its 64-hex id, which the charts copied
+#: into `app.kubernetes.io/version`, and the API server refused every object ("must be no more than 63 bytes").
+LABEL_VALUE = re.compile(r"(([A-Za-z0-9][-A-Za-z0-9_.]{0,61})?[A-Za-z0-9])?")
 
 
 # -- values: documented, and checked by the schema ------------------------------------------------------------

@@ -133,3 +133,27 @@ def test_the_order_api_is_port_forwarded_and_the_kind_profile_builds_locally() -
     (kind,) = [p for p in SKAFFOLD["profiles"] if p["name"] == "kind"]
     assert kind["build"]["local"]["push"] is False
     assert kind["deploy"]["kubeContext"] == "kind-kind"  # what `kind create cluster` names its context
+
+
+def test_the_standins_profile_swaps_only_images_for_the_ones_the_e2e_suite_builds() -> None:
+    """`skaffold run -p kind,standins` (tests/e2e) must deploy what a user's `-p kind` deploys, but for the images
+    Docker Hub would serve: the Dockerfile's base and the dev charts' images, each a stand-in that
+    tests/e2e/cluster builds under the same names."""
+    (profile,) = [p for p in SKAFFOLD["profiles"] if p["name"] == "standins"]
+    assert set(profile) == {"name", "patches"}
+    lib = (ROOT / "tests" / "e2e" / "cluster" / "lib.sh").read_text()
+    built = (ROOT / "tests" / "e2e" / "cluster" / "build-base-images.sh").read_text()
+    for patch in profile["patches"]:
+        path, value = patch["path"], patch["value"]
+        if path == "/build/artifacts/0/docker/buildArgs":
+            assert set(value) == {"PYTHON_IMAGE"}
+            assert f'PYTHON_STANDIN="$STANDIN/{value["PYTHON_IMAGE"].split("/standin/", 1)[1]}"' in lib
+        elif path == "/build/artifacts/0/docker/network":
+            assert value == "host"
+        else:
+            index = int(path.split("/")[4])
+            assert path == f"/deploy/helm/releases/{index}/setValues"
+            assert RELEASES[index]["chartPath"].startswith("charts/dev/"), "only the dev charts get stand-ins"
+            assert set(value) <= {"image.repository", "image.tag", "image.pullPolicy"}, value
+            name = value["image.repository"].split("/standin/", 1)[1]
+            assert f'"$STANDIN/{name}:' in built, f"no stand-in {name} is built by tests/e2e/cluster"

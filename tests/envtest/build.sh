@@ -20,7 +20,7 @@ modver() { # modver <go.mod> <module path> -> version of the require line
     awk -v m="$2" '($1 == m) { print $2; exit } ($1 == "require" && $2 == m) { print $3; exit }' "$1"
 }
 
-k8s_version="$(modver "$gosrc/kube-apiserver/go.mod" k8s.io/kubernetes)"
+k8s_version="$(modver "$gosrc/kubernetes/go.mod" k8s.io/kubernetes)"
 etcd_version="$(modver "$gosrc/etcd/go.mod" go.etcd.io/etcd/server/v3)"
 kubectl_mod_version="$(modver "$gosrc/kubectl/go.mod" k8s.io/kubectl)"
 [[ -n "$k8s_version" && -n "$etcd_version" && -n "$kubectl_mod_version" ]] || {
@@ -83,7 +83,9 @@ for b in "${binaries[@]}"; do
     ldflags="-s -w"
     [[ "$b" == etcd ]] || ldflags="$k8s_ldflags"
     log "go build $b ..."
-    (cd "$gosrc/$b" && go build -trimpath -ldflags="$ldflags" -o "$tmp/bin/$b" .)
+    # go/kubernetes is one module for every Kubernetes command (tests/e2e builds the node's from it too).
+    if [[ "$b" == kube-apiserver ]]; then dir="$gosrc/kubernetes" pkg=./kube-apiserver; else dir="$gosrc/$b" pkg=.; fi
+    (cd "$dir" && go build -trimpath -ldflags="$ldflags" -o "$tmp/bin/$b" "$pkg")
     log "built $b in $((SECONDS - start)) s ($(du -h "$tmp/bin/$b" | cut -f1))"
 done
 log "all built in $((SECONDS - total_start)) s"

@@ -3,6 +3,7 @@ the package says it is."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
@@ -41,3 +42,23 @@ def test_public_names_are_exported_sorted_and_documented() -> None:
     assert orderflow_operator.main is cli.main
     for name in orderflow_operator.__all__:
         assert getattr(orderflow_operator, name).__doc__, name
+
+
+def test_identity_without_a_passwd_entry_or_user_variables() -> None:
+    """Regression: in a Pod whose numeric uid (65532) has no passwd entry and no USER/LOGNAME, kopf's own identity
+    guess (``getpass.getuser()``) raised ``KeyError: 'getpwuid(): uid not found'`` and the operator crash-looped.
+    The operator names itself from the Pod instead, and never asks the passwd database."""
+    code = (
+        "import pwd\n"
+        "def refuse(uid): raise KeyError(f'getpwuid(): uid not found: {uid}')\n"
+        "pwd.getpwuid = refuse\n"
+        "from orderflow_operator import cli\n"
+        "print(cli.identity())\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k not in {"USER", "LOGNAME", "POD_ID", "POD_NAME"}}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    assert out.stdout.strip().startswith(f"uid{os.getuid()}@")
+    env["POD_NAME"] = "orderflow-operator-7d9f-abcde"
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "orderflow-operator-7d9f-abcde"
+    assert cli.identity({"POD_ID": "explicit", "POD_NAME": "pod"}) == "explicit"

@@ -53,7 +53,8 @@ helm.sh/chart: {{ printf "%s-%s" .root.Chart.Name .root.Chart.Version | replace 
 {{- with .service }}
 app.kubernetes.io/component: {{ . }}
 {{- end }}
-app.kubernetes.io/version: {{ .root.Values.image.tag | default .root.Chart.AppVersion | quote }}
+{{- /* A label value: at most 63 characters, ending alphanumeric (skaffold tags local images with their 64-hex id). */}}
+app.kubernetes.io/version: {{ .root.Values.image.tag | default .root.Chart.AppVersion | trunc 63 | trimSuffix "-" | trimSuffix "_" | trimSuffix "." | quote }}
 app.kubernetes.io/part-of: orderflow
 app.kubernetes.io/managed-by: {{ .root.Release.Service }}
 {{- end }}

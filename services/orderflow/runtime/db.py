@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import sqlite3
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -20,6 +21,7 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.pool import ConnectionPoolEntry
 
 from orderflow.errors import ConfigError, StoreUnavailable, WriteConflict
+from orderflow.runtime.backoff import Backoff
 
 log = logging.getLogger(__name__)
 
@@ -103,14 +105,27 @@ class Store:
         self.engine = create_engine(url)
         self.metadata = metadata
         self.dialect = self.engine.dialect.name
-        # Several replicas may start at once against one PostgreSQL: CREATE TABLE IF NOT EXISTS can still race on
-        # the catalog, so a conflict here is retried once after the winner has finished.
-        try:
-            with self._mapped():
-                metadata.create_all(self.engine)
-        except WriteConflict:
-            with self._mapped():
-                metadata.create_all(self.engine)
+        self._create_tables()
+
+    def _create_tables(self) -> None:
+        """Create the tables, waiting for a database that does not answer yet, for as long as it takes.
+
+        On Kubernetes a service may start before its database accepts it (the database Pod still initialising, a
+        NetworkPolicy agent not yet admitting a new Pod's address): exiting then only turns a few seconds' wait
+        into a crash loop, and fails `skaffold dev`'s status check. SIGTERM still ends the wait. Several replicas
+        may also start at once against one PostgreSQL, and CREATE TABLE IF NOT EXISTS can still race on the
+        catalog: that is a ``WriteConflict``, a ``StoreUnavailable`` too, so the loser waits and tries again.
+        """
+        backoff = Backoff(first=0.2, cap=5.0)
+        while True:
+            try:
+                with self._mapped():
+                    self.metadata.create_all(self.engine)
+                return
+            except StoreUnavailable as e:
+                delay = backoff.next()
+                log.warning("%s; retrying in %.1f s", e, delay)
+                time.sleep(delay)  # backoff before the next attempt, not a synchronisation
 
     @contextmanager
     def _mapped(self) -> Iterator[None]:

@@ -11,7 +11,8 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- define "devpostgres.labels" -}}
 helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
 {{ include "devpostgres.selectorLabels" . }}
-app.kubernetes.io/version: {{ .Values.image.tag | default .Chart.AppVersion | quote }}
+{{- /* A label value: at most 63 characters, ending alphanumeric (skaffold tags local images with their 64-hex id). */}}
+app.kubernetes.io/version: {{ .Values.image.tag | default .Chart.AppVersion | trunc 63 | trimSuffix "-" | trimSuffix "_" | trimSuffix "." | quote }}
 app.kubernetes.io/component: postgres-dev
 app.kubernetes.io/part-of: orderflow
 app.kubernetes.io/managed-by: {{ .Release.Service }}
