@@ -17,7 +17,7 @@ COPY pyproject.toml ./
 RUN python -c 'import tomllib; p = tomllib.load(open("pyproject.toml", "rb"))["project"]; print("\n".join(p["dependencies"] + p["optional-dependencies"]["operator"]))' > requirements.txt \
     && /opt/orderflow/bin/pip install --no-cache-dir --only-binary=:all: -r requirements.txt
 COPY README.md ./
-COPY services ./services
+COPY services/orderflow ./services/orderflow
 COPY operator ./operator
 RUN /opt/orderflow/bin/pip install --no-cache-dir --no-deps . \
     && /opt/orderflow/bin/python -m compileall -q /opt/orderflow/lib

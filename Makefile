@@ -3,8 +3,8 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-# The virtualenv is rebuilt whenever pyproject.toml changes.
-STAMP := $(VENV)/.installed-$(shell sha1sum pyproject.toml 2>/dev/null | cut -c1-12)
+# The virtualenv is rebuilt whenever a pyproject.toml changes (OrderFlow's, or its dev tooling's).
+STAMP := $(VENV)/.installed-$(shell cat pyproject.toml services/devtools/pyproject.toml 2>/dev/null | sha1sum | cut -c1-12)
 export PACT_DO_NOT_TRACK := true
 
 .PHONY: help venv demo test e2e bench bench-services bench-operator lint prereqs contracts contracts-verify contracts-generate kafka-start kafka-stop clean
@@ -12,19 +12,19 @@ export PACT_DO_NOT_TRACK := true
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 16
 
-venv: $(STAMP) ## create .venv and install OrderFlow with its dev tools
+venv: $(STAMP) ## create .venv and install OrderFlow with its dev tools (services/devtools)
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml services/devtools/pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e '.[dev]'
+	$(BIN)/python -m pip install -q -e '.[dev]' -e services/devtools
 	@rm -f $(VENV)/.installed-* && touch $@
 
 demo: venv ## run the four services on a local Kafka and place a batch of orders
 	$(BIN)/orderflow demo
 
 prereqs: venv ## fetch/build/install what the tests need: Kafka, kube-apiserver+etcd+kubectl, AsyncAPI, PostgreSQL
-	$(BIN)/python -c 'from services.devtools.kafka import ensure_jars; print("kafka jars:", ensure_jars())'
+	$(BIN)/python -c 'from orderflow_dev.kafka import ensure_jars; print("kafka jars:", ensure_jars())'
 	bash tests/envtest/build.sh
 	bash contracts/tools/install-asyncapi.sh
 	bash tests/support/install-postgres.sh

@@ -17,12 +17,11 @@ import time
 import uuid
 from pathlib import Path
 
-from services import demo
-from services.devtools import topics
-from services.devtools.kafka import ensure_broker
-from services.devtools.stack import Stack
-from services.events import catalog, codec
-from services.events.event import Event, isoformat, new_order_id, utcnow
+from orderflow.events import catalog, codec
+from orderflow.events.event import Event, isoformat, new_order_id, utcnow
+from orderflow_dev import demo, topics
+from orderflow_dev.kafka import ensure_broker
+from orderflow_dev.stack import Stack
 
 
 def _order_created(customer: str) -> Event:

@@ -2,7 +2,7 @@
 
 Kafka (a real broker, never a fake):
 
-* ``kafka_bootstrap`` (session): bootstrap servers from ``services.devtools.kafka.ensure_broker`` --
+* ``kafka_bootstrap`` (session): bootstrap servers from ``orderflow_dev.kafka.ensure_broker`` --
   ``ORDERFLOW_KAFKA_BOOTSTRAP`` if set, else the ``orderflow kafka start`` daemon if it runs, else a private
   broker started for this session (a few seconds; the very first run also fetches the jars with Maven).
   The broker has ``auto.create.topics.enable=false``: create the topics a test needs (``kafka_admin``).
@@ -19,9 +19,29 @@ from typing import Any
 import pytest
 from confluent_kafka.admin import AdminClient
 
-from services.devtools.kafka import ensure_broker
-from services.devtools.stack import Stack
-from services.events import catalog
+from orderflow.events import catalog
+from orderflow_dev.kafka import ensure_broker
+from orderflow_dev.stack import Stack
+
+# The component behind each fixture, and so the marker every test that uses it (directly or through another fixture)
+# must carry: `pytest -m "not kafka and not postgres and not envtest"` has to run with none of them.
+COMPONENT_MARKERS = {"kafka_bootstrap": "kafka", "postgres_server": "postgres", "envtest": "envtest"}
+
+
+def unmarked_component_tests(items: list[pytest.Item]) -> list[str]:
+    """``nodeid: uses <fixture> without @pytest.mark.<marker>`` for every item that lacks a marker it needs."""
+    return [
+        f"{item.nodeid}: uses {fixture} without @pytest.mark.{marker}"
+        for item in items
+        for fixture, marker in COMPONENT_MARKERS.items()
+        if fixture in getattr(item, "fixturenames", ()) and item.get_closest_marker(marker) is None
+    ]
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    unmarked = unmarked_component_tests(items)
+    if unmarked:
+        raise pytest.UsageError("tests that need a component must carry its marker:\n  " + "\n  ".join(unmarked))
 
 
 @pytest.fixture(scope="session")

@@ -38,16 +38,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-REPO = Path(__file__).resolve().parents[2]
-sys.path[:0] = [str(REPO), str(REPO / "operator")]
+from confluent_kafka import ConsumerGroupTopicPartitions, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient, OffsetSpec
+from kubernetes import client, config
 
-from confluent_kafka import ConsumerGroupTopicPartitions, Producer, TopicPartition  # noqa: E402
-from confluent_kafka.admin import AdminClient, OffsetSpec  # noqa: E402
-from kubernetes import client, config  # noqa: E402
-
-from services.devtools.kafka import ensure_broker  # noqa: E402
-from tests.envtest.apiserver import EnvTest  # noqa: E402
-from tests.operator import kit  # noqa: E402
+from orderflow_dev import operatorkit as kit
+from orderflow_dev.envtest import EnvTest
+from orderflow_dev.kafka import ensure_broker
 
 KEDA_POLL_S = 30.0
 HPA_SYNC_S = 15.0

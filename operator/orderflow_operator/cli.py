@@ -15,10 +15,13 @@ from collections.abc import Mapping, Sequence
 
 import kopf
 
+from orderflow_operator import kube
+
 __all__ = ["main"]
 
-#: Read by the handlers' login and API client; set from ``--kubeconfig``.
-KUBECONFIG_ENV = "ORDERFLOW_OPERATOR_KUBECONFIG"
+# Read by the handlers' login and API client; set from ``--kubeconfig``. Defined in ``kube``, which the handlers
+# import, so that the handlers never import this module back.
+KUBECONFIG_ENV = kube.KUBECONFIG_ENV
 
 
 def build_parser() -> argparse.ArgumentParser:

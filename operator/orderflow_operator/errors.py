@@ -7,6 +7,8 @@ status condition with a stable ``reason`` — never as an exception that kills t
 
 from __future__ import annotations
 
+from orderflow.errors import OrderFlowError
+
 __all__ = [
     "BrokerUnavailable",
     "DeploymentMissing",
@@ -22,8 +24,9 @@ __all__ = [
 ]
 
 
-class OperatorError(Exception):
-    """Base of everything the operator raises on purpose. ``reason`` is a CamelCase condition reason."""
+class OperatorError(OrderFlowError):
+    """Base of everything the operator raises on purpose (a branch of OrderFlow's one tree, drawn in
+    ``orderflow.errors``). ``reason`` is a CamelCase condition reason."""
 
     reason = "Error"
 

@@ -17,12 +17,12 @@ from typing import Any
 
 import kopf
 
-from orderflow_operator import cli, kube, spec, workers
+from orderflow_operator import kube, spec, workers
 
 logger = logging.getLogger(__name__)
 
 #: Environment variable naming a kubeconfig that wins over in-cluster / ``$KUBECONFIG`` discovery.
-KUBECONFIG_ENV = cli.KUBECONFIG_ENV
+KUBECONFIG_ENV = kube.KUBECONFIG_ENV
 
 
 class _QuietEventHandlerSuccess(logging.Filter):

@@ -24,6 +24,8 @@ __all__ = [
 ]
 
 _MERGE_PATCH = "application/merge-patch+json"
+#: Where the handlers' login and API client find the kubeconfig; ``orderflow operator --kubeconfig`` sets it.
+KUBECONFIG_ENV = "ORDERFLOW_OPERATOR_KUBECONFIG"
 
 
 def load_configuration(kubeconfig: str | None = None) -> client.Configuration:

@@ -118,57 +118,14 @@ def read(
     cluster that does not answer raises :class:`errors.BrokerUnavailable` (or ``KafkaAccessDenied``)."""
     wait = timeout + 2.0  # librdkafka enforces request_timeout; this only guards against a lost future
     topics = list(dict.fromkeys(t for q in queries for t in q.topics))
-
-    # 1. Partition counts. A missing topic is a per-topic answer; a timeout means the cluster is gone.
-    partitions: dict[str, int] = {}
-    topic_errors: dict[str, errors.OperatorError] = {}
-    if topics:
-        described = admin.describe_topics(TopicCollection(topics), request_timeout=timeout)
-        for topic, future in described.items():
-            try:
-                partitions[topic] = len(_result(future, wait, "describing topics").partitions)
-            except KafkaException as e:
-                err = _kafka_error(e)
-                if err is not None and err.code() in _TOPIC_MISSING:
-                    topic_errors[topic] = errors.TopicMissing(f"topic {topic} does not exist", topics=(topic,))
-                else:
-                    raise _unavailable(e, "describing topics") from e
-
-    # 2. End offsets of every partition, and each group's committed offsets, in parallel.
+    # 1. Partition counts. 2. End offsets and each group's commits, requested in parallel. 3. Where a group has
+    # not committed yet, its backlog starts at the partition's first offset.
+    partitions, topic_errors = _partition_counts(admin, topics, timeout=timeout, wait=wait)
     tps = [TopicPartition(t, p) for t, n in partitions.items() for p in range(n)]
     ends_f = admin.list_offsets({tp: OffsetSpec.latest() for tp in tps}, request_timeout=timeout) if tps else {}
-    group_f: dict[str, concurrent.futures.Future[Any]] = {}
-    for q in queries:
-        if q.group in group_f:
-            continue
-        group_tps = [
-            TopicPartition(t, p)
-            for t in _group_topics(queries, q.group)
-            if t in partitions
-            for p in range(partitions[t])
-        ]
-        if group_tps:
-            request = [ConsumerGroupTopicPartitions(q.group, group_tps)]
-            group_f[q.group] = admin.list_consumer_group_offsets(request, request_timeout=timeout)[q.group]
-
-    ends: dict[tuple[str, int], int] = {}
-    for tp, future in ends_f.items():
-        try:
-            ends[(tp.topic, tp.partition)] = _result(future, wait, "listing end offsets").offset
-        except KafkaException as e:
-            raise _unavailable(e, "listing end offsets") from e
-
-    committed: dict[tuple[str, str, int], int] = {}
-    for group, future in group_f.items():
-        try:
-            result = _result(future, wait, f"fetching offsets of group {group}")
-        except KafkaException as e:
-            raise _unavailable(e, f"fetching offsets of group {group}") from e
-        for tp in result.topic_partitions or ():
-            if tp.error is None and tp.offset >= 0:
-                committed[(group, tp.topic, tp.partition)] = tp.offset
-
-    # 3. Where a group has no commit yet, its backlog starts at the partition's first offset.
+    group_f = _request_group_offsets(admin, queries, partitions, timeout=timeout)
+    ends = _offsets_of(ends_f, wait, "listing end offsets")
+    committed = _committed(group_f, wait)
     uncommitted = {
         (t, p)
         for q in queries
@@ -183,41 +140,115 @@ def read(
             {TopicPartition(t, p): OffsetSpec.earliest() for t, p in sorted(uncommitted)},
             request_timeout=timeout,
         )
-        for tp, future in start_f.items():
-            try:
-                starts[(tp.topic, tp.partition)] = _result(future, wait, "listing start offsets").offset
-            except KafkaException as e:
-                raise _unavailable(e, "listing start offsets") from e
-
-    out: dict[str, StageOffsets | errors.OperatorError] = {}
-    for q in queries:
-        missing = tuple(t for t in q.topics if t in topic_errors)
-        if missing:
-            out[q.stage] = errors.TopicMissing(
-                f"stage {q.stage}: topic{'s' if len(missing) > 1 else ''} {', '.join(missing)} "
-                f"{'do' if len(missing) > 1 else 'does'} not exist",
-                topics=missing,
-            )
-            continue
-        lag = end_total = committed_total = 0
-        for t in q.topics:
-            for p in range(partitions[t]):
-                end = ends[(t, p)]
-                position = committed.get((q.group, t, p), starts.get((t, p), 0))
-                lag += max(end - position, 0)
-                end_total += end
-                committed_total += min(position, end)
-        out[q.stage] = StageOffsets(
-            stage=q.stage,
-            lag=lag,
-            end_total=end_total,
-            committed_total=committed_total,
-            partitions=max((partitions[t] for t in q.topics), default=0),
-            partitions_by_topic={t: partitions[t] for t in q.topics},
-        )
+        starts = _offsets_of(start_f, wait, "listing start offsets")
+    out: dict[str, StageOffsets | errors.OperatorError] = {
+        q.stage: _stage_offsets(q, partitions, topic_errors, ends, committed, starts) for q in queries
+    }
     with contextlib.suppress(KafkaException, RuntimeError):
         admin.poll(0)  # serve queued librdkafka log lines to the Python logger
     return out
+
+
+def _partition_counts(
+    admin: AdminClient, topics: list[str], *, timeout: float, wait: float
+) -> tuple[dict[str, int], dict[str, errors.OperatorError]]:
+    """Each topic's partition count. A missing topic is a per-topic answer; a timeout means the cluster is gone."""
+    partitions: dict[str, int] = {}
+    topic_errors: dict[str, errors.OperatorError] = {}
+    if not topics:
+        return partitions, topic_errors
+    described = admin.describe_topics(TopicCollection(topics), request_timeout=timeout)
+    for topic, future in described.items():
+        try:
+            partitions[topic] = len(_result(future, wait, "describing topics").partitions)
+        except KafkaException as e:
+            err = _kafka_error(e)
+            if err is not None and err.code() in _TOPIC_MISSING:
+                topic_errors[topic] = errors.TopicMissing(f"topic {topic} does not exist", topics=(topic,))
+            else:
+                raise _unavailable(e, "describing topics") from e
+    return partitions, topic_errors
+
+
+def _request_group_offsets(
+    admin: AdminClient, queries: Sequence[GroupQuery], partitions: Mapping[str, int], *, timeout: float
+) -> dict[str, concurrent.futures.Future[Any]]:
+    """Ask for each consumer group's committed offsets on the partitions that exist (one request per group)."""
+    group_f: dict[str, concurrent.futures.Future[Any]] = {}
+    for q in queries:
+        if q.group in group_f:
+            continue
+        group_tps = [
+            TopicPartition(t, p)
+            for t in _group_topics(queries, q.group)
+            if t in partitions
+            for p in range(partitions[t])
+        ]
+        if group_tps:
+            request = [ConsumerGroupTopicPartitions(q.group, group_tps)]
+            group_f[q.group] = admin.list_consumer_group_offsets(request, request_timeout=timeout)[q.group]
+    return group_f
+
+
+def _offsets_of(
+    futures: Mapping[TopicPartition, concurrent.futures.Future[Any]], wait: float, what: str
+) -> dict[tuple[str, int], int]:
+    found: dict[tuple[str, int], int] = {}
+    for tp, future in futures.items():
+        try:
+            found[(tp.topic, tp.partition)] = _result(future, wait, what).offset
+        except KafkaException as e:
+            raise _unavailable(e, what) from e
+    return found
+
+
+def _committed(
+    group_f: Mapping[str, concurrent.futures.Future[Any]], wait: float
+) -> dict[tuple[str, str, int], int]:
+    committed: dict[tuple[str, str, int], int] = {}
+    for group, future in group_f.items():
+        try:
+            result = _result(future, wait, f"fetching offsets of group {group}")
+        except KafkaException as e:
+            raise _unavailable(e, f"fetching offsets of group {group}") from e
+        for tp in result.topic_partitions or ():
+            if tp.error is None and tp.offset >= 0:
+                committed[(group, tp.topic, tp.partition)] = tp.offset
+    return committed
+
+
+def _stage_offsets(
+    q: GroupQuery,
+    partitions: Mapping[str, int],
+    topic_errors: Mapping[str, errors.OperatorError],
+    ends: Mapping[tuple[str, int], int],
+    committed: Mapping[tuple[str, str, int], int],
+    starts: Mapping[tuple[str, int], int],
+) -> StageOffsets | errors.OperatorError:
+    """One stage's lag and totals over its topics, or ``TopicMissing`` naming the topics that do not exist."""
+    missing = tuple(t for t in q.topics if t in topic_errors)
+    if missing:
+        return errors.TopicMissing(
+            f"stage {q.stage}: topic{'s' if len(missing) > 1 else ''} {', '.join(missing)} "
+            f"{'do' if len(missing) > 1 else 'does'} not exist",
+            topics=missing,
+        )
+    lag = end_total = committed_total = 0
+    for t in q.topics:
+        for p in range(partitions[t]):
+            end = ends[(t, p)]
+            position = committed.get((q.group, t, p), starts.get((t, p), 0))
+            lag += max(end - position, 0)
+            end_total += end
+            committed_total += min(position, end)
+    return StageOffsets(
+        stage=q.stage,
+        lag=lag,
+        end_total=end_total,
+        committed_total=committed_total,
+        partitions=max((partitions[t] for t in q.topics), default=0),
+        partitions_by_topic={t: partitions[t] for t in q.topics},
+    )
 
 
 def _group_topics(queries: Iterable[GroupQuery], group: str) -> list[str]:

@@ -166,6 +166,39 @@ def _bad(cond: Condition) -> bool:
     return cond.status is not Status.TRUE
 
 
+@dataclasses.dataclass(frozen=True)
+class Observation:
+    """Observe: what Kafka and the Deployments said this tick, and the rates derived from it."""
+
+    kafka_error: errors.OperatorError | None
+    offsets: Mapping[str, offsets.StageOffsets | errors.OperatorError]
+    replicas: Mapping[str, int | errors.OperatorError]
+    now: float
+    predicted: Mapping[spec.StageName, float | None]
+
+
+@dataclasses.dataclass
+class StageOutcome:
+    """Decide and act, for one stage: its status entry and what the flow's conditions need to know of it."""
+
+    entry: dict[str, Any]
+    replicas: int | None = None
+    lag: int | None = None
+    problem: errors.OperatorError | None = None
+    decided: bool = False
+    scaled: tuple[int, int] | None = None
+    pending_down: str | None = None
+    partition_limited: str | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class Health:
+    """Flow health from the order service: the condition, and what it reported (None when it did not)."""
+
+    condition: Condition
+    report: flowhealth.FlowHealth | None = None
+
+
 async def tick(
     body: Mapping[str, Any],
     state: FlowState,
@@ -176,11 +209,10 @@ async def tick(
 ) -> TickResult:
     """Run one reconcile of the OrderFlow ``body``; see the module docstring."""
     meta = body.get("metadata") or {}
-    namespace, name = str(meta.get("namespace")), str(meta.get("name"))
+    namespace = str(meta.get("namespace"))
     generation = meta.get("generation")
     state.seed(body.get("status"))
     now_text = conditions.now_rfc3339()
-
     try:
         flow = spec.parse(body.get("spec") or {})
     except errors.InvalidSpec as e:
@@ -193,25 +225,45 @@ async def tick(
         )
         return TickResult(status=status, scaled={}, interval=spec.DEFAULT_INTERVAL_SECONDS, ready=False)
 
-    interval = flow.scaling.interval_seconds
-    timeout = kafka_timeout(interval)
-    window = flow.scaling.scale_down_stabilization_seconds
+    seen = await _observe(flow, state, kube, f"{namespace}/{meta.get('name')}", clock)
+    outcomes = [
+        await _reconcile_stage(flow, stage, seen, state, kube, namespace, now_text, post_event) for stage in flow.stages
+    ]
+    health = await _flow_health(flow)
+    conds = _conditions(flow, seen.kafka_error, outcomes, health)
+    status = await _report(body, state, kube, conds, _fields(flow, outcomes, health, generation), generation, now_text,
+                           post_event)
+    scaled: dict[str, tuple[int, int]] = {
+        s.name: o.scaled for s, o in zip(flow.stages, outcomes, strict=True) if o.scaled is not None
+    }
+    ready = next(c for c in conds if c.type is Type.READY)
+    return TickResult(status=status, scaled=scaled, interval=flow.scaling.interval_seconds,
+                      ready=ready.status is Status.TRUE)
 
+
+# -- observe ---------------------------------------------------------------------------------------------------
+
+
+async def _observe(
+    flow: spec.FlowSpec, state: FlowState, kube: KubeApi, where: str, clock: Callable[[], float]
+) -> Observation:
+    """Read Kafka and the Deployments' scale (concurrently), then update each stage's rates. ``where`` is the
+    OrderFlow's ``namespace/name``."""
+    namespace = where.partition("/")[0]
     kafka_error: errors.OperatorError | None = None
     observed: dict[str, offsets.StageOffsets | errors.OperatorError] = {}
     replicas_task = asyncio.create_task(_current_replicas(flow, kube, namespace))
     try:
-        observed = await _observe_kafka(flow, state, kube, namespace, timeout)
+        observed = await _observe_kafka(flow, state, kube, namespace, kafka_timeout(flow.scaling.interval_seconds))
     except errors.OperatorError as e:
         kafka_error = e
     except Exception as e:  # an unexpected client error must not kill the loop either
-        logger.exception("Unexpected error reading Kafka for %s/%s", namespace, name)
+        logger.exception("Unexpected error reading Kafka for %s", where)
         kafka_error = errors.BrokerUnavailable(f"{type(e).__name__}: {e}")
         state.drop_admin()
     current = await replicas_task
     now = clock()
-
-    span = interval  # rates over the last interval: a ramp shows up one tick after it starts
+    span = flow.scaling.interval_seconds  # rates over the last interval: a ramp shows up one tick after it starts
     for s in flow.stages:
         mem = state.stage(s.name, span)
         off = observed.get(s.name)
@@ -219,283 +271,317 @@ async def tick(
             mem.tracker.add(rates.Sample(now, off.end_total, off.committed_total))
     for gone in set(state.stages) - {s.name for s in flow.stages}:
         del state.stages[gone]
-
     arrival: dict[str, float | None] = {s.name: state.stages[s.name].tracker.arrival for s in flow.stages}
     predicted: Mapping[spec.StageName, float | None] = (
         rates.upstream_rates(flow, arrival) if flow.scaling.policy is scaling.Policy.FLOW_AWARE else {}
     )
+    return Observation(kafka_error, observed, current, now, predicted)
 
-    stage_status: list[dict[str, Any]] = []
-    scaled: dict[str, tuple[int, int]] = {}
-    problems: list[errors.OperatorError] = []
-    partition_limited: list[str] = []
-    pending_down: list[str] = []
-    scale_notes: list[str] = []
-    decided = 0
-    total_lag = 0
-    total_replicas = 0
-    lag_known = False
 
-    for s in flow.stages:
-        mem = state.stages[s.name]
-        off = observed.get(s.name)
-        cur = current[s.name]
-        entry: dict[str, Any] = {
-            "name": s.name,
-            "deployment": s.deployment,
-            "consumerGroup": s.consumer_group,
-            "lastScaleTime": mem.last_scale_time,
-            "lastScaleReason": mem.last_scale_reason,
-        }
-        if isinstance(off, offsets.StageOffsets):
-            entry.update(
-                lag=off.lag,
-                partitions=off.partitions,
-                arrivalRate=_round(mem.tracker.arrival),
-                consumeRate=_round(mem.tracker.consume),
-                predictedArrivalRate=_round(predicted.get(s.name)),
-            )
-            total_lag += off.lag
-            lag_known = True
-        if isinstance(cur, int):
-            entry["replicas"] = cur
+# -- decide and act, per stage ---------------------------------------------------------------------------------
 
-        stage_problem: errors.OperatorError | None = None
-        if isinstance(cur, errors.OperatorError):
-            stage_problem = cur
-        elif isinstance(off, errors.OperatorError):
-            stage_problem = off
-        elif kafka_error is not None or off is None:
-            stage_problem = kafka_error
-        if stage_problem is not None:
-            entry.update(state=stage_problem.reason, message=str(stage_problem))
-            if isinstance(cur, int):
-                total_replicas += cur
-            if stage_problem is not kafka_error:
-                problems.append(stage_problem)
-            stage_status.append(_strip_none(entry))
-            continue
-        assert isinstance(off, offsets.StageOffsets) and isinstance(cur, int)
 
-        inputs = scaling.Inputs(
+def _stage_entry(s: spec.StageSpec, mem: StageMemory, seen: Observation) -> StageOutcome:
+    """The stage's status entry from what was observed, before any decision."""
+    off, cur = seen.offsets.get(s.name), seen.replicas[s.name]
+    outcome = StageOutcome(entry={
+        "name": s.name,
+        "deployment": s.deployment,
+        "consumerGroup": s.consumer_group,
+        "lastScaleTime": mem.last_scale_time,
+        "lastScaleReason": mem.last_scale_reason,
+    })
+    if isinstance(off, offsets.StageOffsets):
+        outcome.entry.update(
             lag=off.lag,
             partitions=off.partitions,
-            current=cur,
-            min_replicas=s.min_replicas,
-            max_replicas=s.max_replicas,
-            lag_per_replica=s.lag_per_replica,
-            rate_per_replica=s.rate_per_replica,
-            arrival_rate=mem.tracker.arrival,
-            upstream_rate=predicted.get(s.name),
-            policy=flow.scaling.policy,
-            grow_partitions=flow.scaling.grow_partitions,
+            arrivalRate=_round(mem.tracker.arrival),
+            consumeRate=_round(mem.tracker.consume),
+            predictedArrivalRate=_round(seen.predicted.get(s.name)),
         )
-        decision = scaling.decide(inputs, history=mem.history, now=now, window=window)
-        try:
-            if decision.grow_partitions_to is not None:
-                target = decision.grow_partitions_to
-                short = {t: target for t, n in off.partitions_by_topic.items() if n < target}
-                admin = state.admin
-                if admin is not None and short:
-                    await asyncio.to_thread(offsets.grow_partitions, admin, short, timeout=timeout)
-                    post_event(
-                        "Normal",
-                        "PartitionsGrown",
-                        f"stage {s.name}: grew {', '.join(sorted(short))} to {target} partitions ({decision.message})",
-                    )
-                    inputs = dataclasses.replace(inputs, partitions=target)
-                    entry["partitions"] = target
-                    decision = scaling.decide(inputs, history=mem.history, now=now, window=window)
-            if decision.changed:
-                await asyncio.to_thread(kube.set_replicas, namespace, s.deployment, decision.replicas)
-        except errors.OperatorError as e:
-            entry.update(state=e.reason, message=str(e), desiredReplicas=decision.recommendation)
-            problems.append(e)
-            total_replicas += cur
-            stage_status.append(_strip_none(entry))
-            continue
-        mem.history = decision.history
-        decided += 1
-        if decision.changed:
-            direction = "ScaledUp" if decision.replicas > cur else "ScaledDown"
-            scaled[s.name] = (cur, decision.replicas)
-            mem.last_scale_time = now_text
-            mem.last_scale_reason = decision.reason.value
-            scale_notes.append(f"{s.name} {cur}->{decision.replicas}")
+        outcome.lag = off.lag
+    if isinstance(cur, int):
+        outcome.entry["replicas"] = outcome.replicas = cur
+    return outcome
+
+
+def _stage_problem(s: spec.StageSpec, seen: Observation) -> errors.OperatorError | None:
+    """Why the stage cannot be decided this tick (its Deployment, its offsets, or Kafka as a whole), if it cannot."""
+    cur, off = seen.replicas[s.name], seen.offsets.get(s.name)
+    if isinstance(cur, errors.OperatorError):
+        return cur
+    if isinstance(off, errors.OperatorError):
+        return off
+    if seen.kafka_error is not None or off is None:
+        return seen.kafka_error
+    return None
+
+
+def _inputs(flow: spec.FlowSpec, s: spec.StageSpec, off: offsets.StageOffsets, cur: int, mem: StageMemory,
+            seen: Observation) -> scaling.Inputs:
+    return scaling.Inputs(
+        lag=off.lag,
+        partitions=off.partitions,
+        current=cur,
+        min_replicas=s.min_replicas,
+        max_replicas=s.max_replicas,
+        lag_per_replica=s.lag_per_replica,
+        rate_per_replica=s.rate_per_replica,
+        arrival_rate=mem.tracker.arrival,
+        upstream_rate=seen.predicted.get(s.name),
+        policy=flow.scaling.policy,
+        grow_partitions=flow.scaling.grow_partitions,
+    )
+
+
+async def _act(
+    flow: spec.FlowSpec, s: spec.StageSpec, inputs: scaling.Inputs, decision: scaling.Decision, *,
+    state: FlowState, seen: Observation, kube: KubeApi, namespace: str, outcome: StageOutcome, post_event: EventSink,
+) -> scaling.Decision:
+    """Grow the topics' partitions and patch the scale where ``decision`` says so; the decision that was acted on
+    (decided again once the partitions grew). Raises the OperatorError of a failed call."""
+    off = seen.offsets[s.name]
+    assert isinstance(off, offsets.StageOffsets)
+    window = flow.scaling.scale_down_stabilization_seconds
+    mem = state.stages[s.name]
+    if decision.grow_partitions_to is not None:
+        target = decision.grow_partitions_to
+        short = {t: target for t, n in off.partitions_by_topic.items() if n < target}
+        admin = state.admin
+        if admin is not None and short:
+            timeout = kafka_timeout(flow.scaling.interval_seconds)
+            await asyncio.to_thread(offsets.grow_partitions, admin, short, timeout=timeout)
             post_event(
                 "Normal",
-                direction,
-                f"stage {s.name}: Deployment {s.deployment} {cur} -> {decision.replicas} replicas "
-                f"({decision.reason.value}: {decision.message})",
+                "PartitionsGrown",
+                f"stage {s.name}: grew {', '.join(sorted(short))} to {target} partitions ({decision.message})",
             )
-            entry.update(lastScaleTime=mem.last_scale_time, lastScaleReason=mem.last_scale_reason)
-        if decision.replicas > decision.recommendation:
-            pending_down.append(f"{s.name} ({decision.replicas} -> {decision.recommendation})")
-        if decision.partition_limited and decision.grow_partitions_to is None:
-            partition_limited.append(f"{s.name} wants {decision.wanted}, its topics have {off.partitions} partitions")
-        entry.update(
-            replicas=decision.replicas,
-            desiredReplicas=decision.recommendation,
-            state="Ok",
-            message=f"{decision.reason.value}: {decision.message}",
-        )
-        total_replicas += decision.replicas
-        stage_status.append(_strip_none(entry))
+            inputs = dataclasses.replace(inputs, partitions=target)
+            outcome.entry["partitions"] = target
+            decision = scaling.decide(inputs, history=mem.history, now=seen.now, window=window)
+    if decision.changed:
+        await asyncio.to_thread(kube.set_replicas, namespace, s.deployment, decision.replicas)
+    return decision
 
-    # Flow health from the order service.
-    flow_status: dict[str, Any] | None = None
+
+def _record_decision(
+    s: spec.StageSpec, cur: int, off: offsets.StageOffsets, decision: scaling.Decision, *, mem: StageMemory,
+    outcome: StageOutcome, now_text: str, post_event: EventSink,
+) -> None:
+    """Report: remember an applied decision, post its Event, and fill in the stage's entry."""
+    mem.history = decision.history
+    outcome.decided = True
+    if decision.changed:
+        direction = "ScaledUp" if decision.replicas > cur else "ScaledDown"
+        outcome.scaled = (cur, decision.replicas)
+        mem.last_scale_time = now_text
+        mem.last_scale_reason = decision.reason.value
+        post_event(
+            "Normal",
+            direction,
+            f"stage {s.name}: Deployment {s.deployment} {cur} -> {decision.replicas} replicas "
+            f"({decision.reason.value}: {decision.message})",
+        )
+        outcome.entry.update(lastScaleTime=mem.last_scale_time, lastScaleReason=mem.last_scale_reason)
+    if decision.replicas > decision.recommendation:
+        outcome.pending_down = f"{s.name} ({decision.replicas} -> {decision.recommendation})"
+    if decision.partition_limited and decision.grow_partitions_to is None:
+        outcome.partition_limited = f"{s.name} wants {decision.wanted}, its topics have {off.partitions} partitions"
+    outcome.entry.update(
+        replicas=decision.replicas,
+        desiredReplicas=decision.recommendation,
+        state="Ok",
+        message=f"{decision.reason.value}: {decision.message}",
+    )
+    outcome.replicas = decision.replicas
+
+
+async def _reconcile_stage(
+    flow: spec.FlowSpec, s: spec.StageSpec, seen: Observation, state: FlowState, kube: KubeApi, namespace: str,
+    now_text: str, post_event: EventSink,
+) -> StageOutcome:
+    """Decide the stage's replicas, act on the decision, and say how it went (never raises an OperatorError)."""
+    mem = state.stages[s.name]
+    outcome = _stage_entry(s, mem, seen)
+    problem = _stage_problem(s, seen)
+    if problem is not None:
+        outcome.entry.update(state=problem.reason, message=str(problem))
+        outcome.problem = problem if problem is not seen.kafka_error else None
+        outcome.entry = _strip_none(outcome.entry)
+        return outcome
+    off, cur = seen.offsets[s.name], seen.replicas[s.name]
+    assert isinstance(off, offsets.StageOffsets) and isinstance(cur, int)
+    inputs = _inputs(flow, s, off, cur, mem, seen)
+    window = flow.scaling.scale_down_stabilization_seconds
+    decision = scaling.decide(inputs, history=mem.history, now=seen.now, window=window)
+    try:
+        decision = await _act(flow, s, inputs, decision, state=state, seen=seen, kube=kube, namespace=namespace,
+                              outcome=outcome, post_event=post_event)
+    except errors.OperatorError as e:
+        outcome.entry.update(state=e.reason, message=str(e), desiredReplicas=decision.recommendation)
+        outcome.problem = e
+        outcome.entry = _strip_none(outcome.entry)
+        return outcome
+    _record_decision(s, cur, off, decision, mem=mem, outcome=outcome, now_text=now_text, post_event=post_event)
+    outcome.entry = _strip_none(outcome.entry)
+    return outcome
+
+
+# -- flow health -----------------------------------------------------------------------------------------------
+
+
+async def _flow_health(flow: spec.FlowSpec) -> Health:
     if flow.health.order_service_url is None:
-        health_cond = Condition(
+        return Health(Condition(
             type=Type.FLOW_HEALTH_AVAILABLE,
             status=Status.FALSE,
             reason="NotConfigured",
             message="spec.health.orderServiceUrl is not set; in-flight and stuck orders are not reported",
+        ))
+    try:
+        report = await asyncio.to_thread(
+            flowhealth.fetch,
+            flow.health.order_service_url,
+            stuck_after_seconds=flow.health.stuck_after_seconds,
+            timeout=kafka_timeout(flow.scaling.interval_seconds),
         )
-        health = None
-    else:
-        try:
-            health = await asyncio.to_thread(
-                flowhealth.fetch,
-                flow.health.order_service_url,
-                stuck_after_seconds=flow.health.stuck_after_seconds,
-                timeout=timeout,
-            )
-        except errors.FlowHealthUnavailable as e:
-            health = None
-            health_cond = Condition(
-                type=Type.FLOW_HEALTH_AVAILABLE, status=Status.FALSE, reason=e.reason, message=str(e)
-            )
-        else:
-            flow_status = _strip_none(health.to_status())
-            health_cond = Condition(
-                type=Type.FLOW_HEALTH_AVAILABLE,
-                status=Status.TRUE,
-                reason="Reported",
-                message=f"{health.in_flight} orders in flight, {health.stuck} stuck",
-            )
+    except errors.FlowHealthUnavailable as e:
+        return Health(Condition(type=Type.FLOW_HEALTH_AVAILABLE, status=Status.FALSE, reason=e.reason, message=str(e)))
+    return Health(
+        Condition(
+            type=Type.FLOW_HEALTH_AVAILABLE,
+            status=Status.TRUE,
+            reason="Reported",
+            message=f"{report.in_flight} orders in flight, {report.stuck} stuck",
+        ),
+        report,
+    )
 
-    # Conditions.
-    conds = [health_cond]
+
+# -- report: conditions and status fields ----------------------------------------------------------------------
+
+
+def _conditions(
+    flow: spec.FlowSpec, kafka_error: errors.OperatorError | None, outcomes: list[StageOutcome], health: Health
+) -> list[Condition]:
+    ready = _ready(flow, kafka_error, [o.problem for o in outcomes if o.problem is not None])
+    return [
+        health.condition,
+        _kafka_reachable(flow, kafka_error),
+        ready,
+        _scaling(flow, outcomes, ready),
+        _degraded(flow, outcomes, health),
+    ]
+
+
+def _kafka_reachable(flow: spec.FlowSpec, kafka_error: errors.OperatorError | None) -> Condition:
     if kafka_error is None:
-        conds.append(
-            Condition(
-                type=Type.KAFKA_REACHABLE,
-                status=Status.TRUE,
-                reason="Connected",
-                message=f"read offsets from {flow.kafka.bootstrap_servers}",
-            )
+        return Condition(
+            type=Type.KAFKA_REACHABLE,
+            status=Status.TRUE,
+            reason="Connected",
+            message=f"read offsets from {flow.kafka.bootstrap_servers}",
         )
-    else:
-        conds.append(
-            Condition(
-                type=Type.KAFKA_REACHABLE,
-                status=Status.FALSE,
-                reason=kafka_error.reason,
-                message=str(kafka_error),
-            )
-        )
+    return Condition(
+        type=Type.KAFKA_REACHABLE, status=Status.FALSE, reason=kafka_error.reason, message=str(kafka_error)
+    )
 
+
+def _ready(
+    flow: spec.FlowSpec, kafka_error: errors.OperatorError | None, problems: list[errors.OperatorError]
+) -> Condition:
     if kafka_error is not None:
         reason = KAFKA_UNREACHABLE if isinstance(kafka_error, errors.BrokerUnavailable) else kafka_error.reason
-        ready = Condition(type=Type.READY, status=Status.FALSE, reason=reason, message=str(kafka_error))
-    elif problems:
+        return Condition(type=Type.READY, status=Status.FALSE, reason=reason, message=str(kafka_error))
+    if problems:
         first = problems[0]
         more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
-        ready = Condition(type=Type.READY, status=Status.FALSE, reason=first.reason, message=f"{first}{more}")
-    else:
-        ready = Condition(
-            type=Type.READY,
+        return Condition(type=Type.READY, status=Status.FALSE, reason=first.reason, message=f"{first}{more}")
+    return Condition(
+        type=Type.READY,
+        status=Status.TRUE,
+        reason="Reconciled",
+        message=f"all {len(flow.stages)} stages observed and scaled",
+    )
+
+
+def _scaling(flow: spec.FlowSpec, outcomes: list[StageOutcome], ready: Condition) -> Condition:
+    scaled = [(s.name, o.scaled) for s, o in zip(flow.stages, outcomes, strict=True) if o.scaled is not None]
+    pending_down = [o.pending_down for o in outcomes if o.pending_down is not None]
+    if not any(o.decided for o in outcomes):
+        return Condition(
+            type=Type.SCALING, status=Status.UNKNOWN, reason=ready.reason, message="no stage could be decided this tick"
+        )
+    if scaled:
+        ups = any(new > old for _, (old, new) in scaled)
+        return Condition(
+            type=Type.SCALING,
             status=Status.TRUE,
-            reason="Reconciled",
-            message=f"all {len(flow.stages)} stages observed and scaled",
+            reason="ScaledUp" if ups else "ScaledDown",
+            message=", ".join(f"{name} {old}->{new}" for name, (old, new) in scaled),
         )
-    conds.append(ready)
+    if pending_down:
+        window = flow.scaling.scale_down_stabilization_seconds
+        return Condition(
+            type=Type.SCALING,
+            status=Status.TRUE,
+            reason="ScaleDownPending",
+            message=f"held by the {window:g}s stabilization window: {', '.join(pending_down)}",
+        )
+    return Condition(
+        type=Type.SCALING, status=Status.FALSE, reason="Stable", message="every stage is at its recommended replicas"
+    )
 
-    if decided == 0:
-        conds.append(
-            Condition(
-                type=Type.SCALING,
-                status=Status.UNKNOWN,
-                reason=ready.reason,
-                message="no stage could be decided this tick",
-            )
-        )
-    elif scaled:
-        ups = any(new > old for old, new in scaled.values())
-        conds.append(
-            Condition(
-                type=Type.SCALING,
-                status=Status.TRUE,
-                reason="ScaledUp" if ups else "ScaledDown",
-                message=", ".join(scale_notes),
-            )
-        )
-    elif pending_down:
-        conds.append(
-            Condition(
-                type=Type.SCALING,
-                status=Status.TRUE,
-                reason="ScaleDownPending",
-                message=f"held by the {window:g}s stabilization window: {', '.join(pending_down)}",
-            )
-        )
-    else:
-        conds.append(
-            Condition(
-                type=Type.SCALING,
-                status=Status.FALSE,
-                reason="Stable",
-                message="every stage is at its recommended replicas",
-            )
-        )
 
+def _degraded(flow: spec.FlowSpec, outcomes: list[StageOutcome], health: Health) -> Condition:
+    partition_limited = [o.partition_limited for o in outcomes if o.partition_limited is not None]
     cycles = flow.cycles()
-    if health is not None and health.stuck > 0:
-        ids = ", ".join(health.stuck_order_ids[:5])
-        degraded = Condition(
+    report = health.report
+    if report is not None and report.stuck > 0:
+        ids = ", ".join(report.stuck_order_ids[:5])
+        return Condition(
             type=Type.DEGRADED,
             status=Status.TRUE,
             reason="StuckOrders",
-            message=f"{health.stuck} orders in flight longer than {flow.health.stuck_after_seconds}s (e.g. {ids})",
+            message=f"{report.stuck} orders in flight longer than {flow.health.stuck_after_seconds}s (e.g. {ids})",
         )
-    elif partition_limited:
-        degraded = Condition(
+    if partition_limited:
+        return Condition(
             type=Type.DEGRADED,
             status=Status.TRUE,
             reason="PartitionLimited",
             message="; ".join(partition_limited) + " (set scaling.growPartitions to grow them)",
         )
-    elif flow.health.order_service_url is not None and health is None:
-        degraded = Condition(
-            type=Type.DEGRADED, status=Status.TRUE, reason=health_cond.reason, message=health_cond.message
+    if flow.health.order_service_url is not None and report is None:
+        return Condition(
+            type=Type.DEGRADED, status=Status.TRUE, reason=health.condition.reason, message=health.condition.message
         )
-    elif cycles:
-        degraded = Condition(
+    if cycles:
+        return Condition(
             type=Type.DEGRADED,
             status=Status.TRUE,
             reason="UpstreamCycle",
             message="upstream links form a cycle, ignored for prediction: " + "; ".join(" -> ".join(c) for c in cycles),
         )
-    else:
-        degraded = Condition(
-            type=Type.DEGRADED,
-            status=Status.FALSE,
-            reason="AsExpected",
-            message="no stuck orders, no stage limited by partitions",
-        )
-    conds.append(degraded)
+    return Condition(
+        type=Type.DEGRADED,
+        status=Status.FALSE,
+        reason="AsExpected",
+        message="no stuck orders, no stage limited by partitions",
+    )
 
-    ready_count = sum(1 for st in stage_status if st.get("state") == "Ok")
-    fields: dict[str, Any] = {
+
+def _fields(flow: spec.FlowSpec, outcomes: list[StageOutcome], health: Health, generation: Any) -> dict[str, Any]:
+    stage_status = [o.entry for o in outcomes]
+    lags = [o.lag for o in outcomes if o.lag is not None]
+    return {
         "observedGeneration": generation,
-        "readyStages": f"{ready_count}/{len(flow.stages)}",
-        "totalLag": total_lag if lag_known else None,
-        "totalReplicas": total_replicas,
+        "readyStages": f"{sum(1 for st in stage_status if st.get('state') == 'Ok')}/{len(flow.stages)}",
+        "totalLag": sum(lags) if lags else None,
+        "totalReplicas": sum(o.replicas for o in outcomes if o.replicas is not None),
         "stages": stage_status,
-        "flow": flow_status,
+        "flow": _strip_none(health.report.to_status()) if health.report is not None else None,
     }
-    status = await _report(body, state, kube, conds, fields, generation, now_text, post_event)
-    return TickResult(status=status, scaled=scaled, interval=interval, ready=ready.status is Status.TRUE)
 
 
 async def _report(

@@ -131,6 +131,42 @@ def decide(
     """
     if inputs.partitions < 0 or inputs.current < 0 or inputs.lag_per_replica < 1:
         raise ValueError("partitions and current must be >= 0, lag_per_replica >= 1")
+    # The first of the largest wins, so lag is named when it ties with a rate.
+    wanted, driver, why = max(_candidates(inputs), key=lambda c: c[0])
+    cap = min(inputs.max_replicas, inputs.partitions)
+    floor = min(inputs.min_replicas, cap)
+    recommendation = min(max(wanted, floor), cap)
+    partition_limited = wanted > inputs.partitions and inputs.partitions < inputs.max_replicas
+    grow_to: int | None = None
+    if partition_limited and inputs.grow_partitions:
+        grow_to = min(wanted, inputs.max_replicas)
+
+    seeded = list(history) if history else [Recommendation(now, inputs.current)]
+    kept = (*tuple(r for r in seeded if now - r.at < window), Recommendation(now, recommendation))
+    if recommendation >= inputs.current:
+        replicas = recommendation
+    else:
+        # Scale down only as far as the busiest recommendation still inside the window allows.
+        replicas = min(inputs.current, max(r.replicas for r in kept))
+    replicas = min(replicas, cap)
+    bounds = _Bounds(wanted=wanted, cap=cap, floor=floor, recommendation=recommendation, window=window,
+                     cap_reason=Reason.PARTITIONS if cap == inputs.partitions < inputs.max_replicas else Reason.MAXIMUM)
+    reason, message = _explain(inputs.current, replicas, bounds, driver, why)
+    return Decision(
+        replicas=replicas,
+        recommendation=recommendation,
+        wanted=wanted,
+        reason=reason,
+        message=message,
+        partition_limited=partition_limited,
+        grow_partitions_to=grow_to,
+        history=kept,
+        current=inputs.current,
+    )
+
+
+def _candidates(inputs: Inputs) -> list[tuple[int, Reason, str]]:
+    """What each signal asks for: lag always; the stage's own and its upstream's arrival rate under FlowAware."""
     lag_based = _ceil_div(max(inputs.lag, 0), inputs.lag_per_replica)
     candidates: list[tuple[int, Reason, str]] = [
         (lag_based, Reason.LAG, f"lag {inputs.lag} / {inputs.lag_per_replica} per replica"),
@@ -153,59 +189,40 @@ def decide(
                     f"upstream arrival {inputs.upstream_rate:.1f}/s / {rpr:g}/s per replica",
                 )
             )
-    # The first of the largest wins, so lag is named when it ties with a rate.
-    wanted, driver, why = max(candidates, key=lambda c: c[0])
+    return candidates
 
-    cap = min(inputs.max_replicas, inputs.partitions)
-    floor = min(inputs.min_replicas, cap)
-    recommendation = min(max(wanted, floor), cap)
-    partition_limited = wanted > inputs.partitions and inputs.partitions < inputs.max_replicas
-    grow_to: int | None = None
-    if partition_limited and inputs.grow_partitions:
-        grow_to = min(wanted, inputs.max_replicas)
 
-    seeded = list(history) if history else [Recommendation(now, inputs.current)]
-    kept = (*tuple(r for r in seeded if now - r.at < window), Recommendation(now, recommendation))
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class _Bounds:
+    """The numbers a decision is explained by: the unbounded wish, the cap and floor, the bounded wish."""
 
-    if recommendation >= inputs.current:
-        replicas = recommendation
-    else:
-        # Scale down only as far as the busiest recommendation still inside the window allows.
-        replicas = min(inputs.current, max(r.replicas for r in kept))
-    replicas = min(replicas, cap)
+    wanted: int
+    cap: int
+    floor: int
+    recommendation: int
+    window: float
+    cap_reason: Reason
 
-    cap_reason = Reason.PARTITIONS if cap == inputs.partitions < inputs.max_replicas else Reason.MAXIMUM
-    note = f"; capped at {cap} by {'partitions' if cap_reason is Reason.PARTITIONS else 'maxReplicas'}"
-    if wanted <= cap:
-        note = ""
-    if replicas > inputs.current:
-        if wanted >= replicas:
-            reason, message = driver, why + note
-        else:
-            reason, message = Reason.MINIMUM, f"{why}; raised to minReplicas {floor}"
-    elif replicas < inputs.current:
-        if replicas == cap and inputs.current > cap:
-            reason, message = cap_reason, f"{inputs.current} replicas exceed the cap of {cap}"
-        elif replicas > recommendation:
-            reason, message = driver, f"{why}; the {window:g}s window still holds {replicas}"
-        elif wanted >= floor:
-            reason, message = driver, why
-        else:
-            reason, message = Reason.MINIMUM, f"{why}; kept at minReplicas {floor}"
-    elif inputs.current > recommendation:
-        reason, message = Reason.STABILIZING, f"scale-down to {recommendation} held by the {window:g}s window"
-    elif wanted > cap:
-        reason, message = cap_reason, why + note
-    else:
-        reason, message = Reason.STEADY, why
-    return Decision(
-        replicas=replicas,
-        recommendation=recommendation,
-        wanted=wanted,
-        reason=reason,
-        message=message,
-        partition_limited=partition_limited,
-        grow_partitions_to=grow_to,
-        history=kept,
-        current=inputs.current,
+
+def _explain(current: int, replicas: int, b: _Bounds, driver: Reason, why: str) -> tuple[Reason, str]:
+    """The reason and message of going from ``current`` to ``replicas`` replicas."""
+    note = "" if b.wanted <= b.cap else (
+        f"; capped at {b.cap} by {'partitions' if b.cap_reason is Reason.PARTITIONS else 'maxReplicas'}"
     )
+    if replicas > current:
+        if b.wanted >= replicas:
+            return driver, why + note
+        return Reason.MINIMUM, f"{why}; raised to minReplicas {b.floor}"
+    if replicas < current:
+        if replicas == b.cap and current > b.cap:
+            return b.cap_reason, f"{current} replicas exceed the cap of {b.cap}"
+        if replicas > b.recommendation:
+            return driver, f"{why}; the {b.window:g}s window still holds {replicas}"
+        if b.wanted >= b.floor:
+            return driver, why
+        return Reason.MINIMUM, f"{why}; kept at minReplicas {b.floor}"
+    if current > b.recommendation:
+        return Reason.STABILIZING, f"scale-down to {b.recommendation} held by the {b.window:g}s window"
+    if b.wanted > b.cap:
+        return b.cap_reason, why + note
+    return Reason.STEADY, why

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
-from services.devtools.stack import Stack
+import pytest
+
+from orderflow_dev.stack import Stack
 from tests.support import invariants
+
+pytestmark = pytest.mark.kafka
 
 
 def test_every_failure_path_compensates_exactly_what_was_taken(stack: Stack) -> None:

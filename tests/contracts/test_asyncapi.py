@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 import yaml
 
-from services.devtools.contracts import artifacts, asyncapi, consumer, pactfiles
-from services.events import catalog
+from orderflow.events import catalog
+from orderflow_dev.contracts import artifacts, asyncapi, consumer, pactfiles
 
 COMMITTED = pactfiles.CONTRACTS_DIR / artifacts.ASYNCAPI_FILE
 

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from services import cli
-from services.devtools.contracts import pactfiles
+from orderflow import cli
+from orderflow_dev.contracts import pactfiles
 
 
 def test_verify_prints_the_matrix_and_succeeds(capsys: pytest.CaptureFixture[str]) -> None:

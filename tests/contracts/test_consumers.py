@@ -11,10 +11,10 @@ import dataclasses
 
 import pytest
 
-from services.devtools.contracts import consumer, expectations, messages
-from services.devtools.contracts.expectations import Expectation
-from services.devtools.contracts.world import ConsumerRejected, World
-from services.events import catalog
+from orderflow.events import catalog
+from orderflow_dev.contracts import consumer, expectations, messages
+from orderflow_dev.contracts.expectations import Expectation
+from orderflow_dev.contracts.world import ConsumerRejected, World
 
 
 @pytest.mark.parametrize(
@@ -33,7 +33,7 @@ def test_every_event_a_service_handles_has_an_expectation() -> None:
 
 
 def test_example_data_is_valid_for_the_catalog() -> None:
-    from services.events import codec
+    from orderflow.events import codec
 
     for event_type, data in messages.EXAMPLES.items():
         codec.validate(event_type, data)
@@ -78,8 +78,8 @@ def test_a_wrong_expectation_of_the_consumer_state_fails() -> None:
 
 
 def test_the_world_rejects_a_message_its_service_ignores() -> None:
-    from services.events import Event, codec
-    from services.shipping import definition
+    from orderflow.events import Event, codec
+    from orderflow.shipping import definition
 
     event = Event(type=catalog.STOCK_RELEASED, source="/orderflow/inventory", subject=messages.ORDER_ID,
                   data=messages.EXAMPLES[catalog.STOCK_RELEASED])

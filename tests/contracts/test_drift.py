@@ -9,7 +9,7 @@ import random
 import shutil
 from pathlib import Path
 
-from services.devtools.contracts import artifacts, pactfiles
+from orderflow_dev.contracts import artifacts, pactfiles
 
 
 def test_committed_contracts_are_what_the_code_generates() -> None:

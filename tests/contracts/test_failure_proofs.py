@@ -12,9 +12,9 @@ from typing import Any
 
 import pytest
 
-from services.devtools.contracts import expectations, verification
-from services.events import Event, OrderId, catalog, codec
-from services.runtime import Tx
+from orderflow.events import Event, OrderId, catalog, codec
+from orderflow.runtime import Tx
+from orderflow_dev.contracts import expectations, verification
 
 Change = Callable[[str, dict[str, Any]], tuple[str, dict[str, Any]]]
 

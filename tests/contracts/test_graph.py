@@ -4,8 +4,8 @@ An event a service handles without a contract, a contract for an event its consu
 an event its provider never emits, must fail — the negative tests feed such disagreements to ``graph.problems``.
 """
 
-from services.devtools.contracts import artifacts, graph, pactfiles
-from services.events import catalog
+from orderflow.events import catalog
+from orderflow_dev.contracts import artifacts, graph, pactfiles
 
 
 def test_the_graph_of_the_pacts_is_the_graph_of_the_code() -> None:

@@ -6,7 +6,7 @@ in the assertion message when a pair fails; ``PairResult.mismatches`` names cons
 
 import pytest
 
-from services.devtools.contracts import expectations, pactfiles, providers, verification
+from orderflow_dev.contracts import expectations, pactfiles, providers, verification
 
 
 @pytest.mark.parametrize(
@@ -21,7 +21,7 @@ def test_provider_honours_the_committed_pact(consumer: str, provider: str) -> No
 
 
 def test_every_pair_of_the_catalog_has_a_committed_pact() -> None:
-    from services.events import catalog
+    from orderflow.events import catalog
 
     expected = {(c, e.producer) for e in catalog.CATALOG.values() for c in e.consumers}
     committed = {(p.consumer, p.provider) for p in pactfiles.load_all(pactfiles.CONTRACTS_DIR)}

@@ -12,9 +12,11 @@ from contextlib import contextmanager
 
 import pytest
 
-from services.devtools.stack import Stack
-from services.devtools.wait import until
+from orderflow_dev.stack import Stack
+from orderflow_dev.wait import until
 from tests.support import invariants
+
+pytestmark = pytest.mark.kafka
 
 SKUS = {"SKU-1": 150, "SKU-2": 2_000}
 # A killed consumer's partitions wait for its session to time out before a restarted one gets them back.

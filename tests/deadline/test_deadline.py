@@ -6,10 +6,14 @@ import random
 from collections import Counter
 from collections.abc import Callable
 
-from services.devtools import topics as kafka
-from services.devtools.stack import Stack
-from services.events import catalog
+import pytest
+
+from orderflow.events import catalog
+from orderflow_dev import topics as kafka
+from orderflow_dev.stack import Stack
 from tests.support import invariants
+
+pytestmark = pytest.mark.kafka
 
 
 def test_deadline_with_billing_stopped_cancels_and_compensates(make_stack: Callable[..., Stack]) -> None:

@@ -5,15 +5,18 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 
+import pytest
 from cloudevents.core.bindings import kafka as ce_kafka
 from cloudevents.core.v1.event import CloudEvent
 
-from services.devtools import topics as kafka
-from services.devtools.stack import Stack
-from services.devtools.wait import until
-from services.events import codec
-from services.runtime import dlq
+from orderflow.events import codec
+from orderflow.runtime import dlq
+from orderflow_dev import topics as kafka
+from orderflow_dev.stack import Stack
+from orderflow_dev.wait import until
 from tests.support import events
+
+pytestmark = pytest.mark.kafka
 
 
 def _headers_without(record: codec.KafkaRecord, *names: str) -> list[tuple[str, bytes]]:

@@ -7,10 +7,12 @@ from typing import Any
 
 import pytest
 
-from services.devtools import topics as kafka
-from services.devtools.stack import Stack
-from services.events import catalog
+from orderflow.events import catalog
+from orderflow_dev import topics as kafka
+from orderflow_dev.stack import Stack
 from tests.support import invariants
+
+pytestmark = pytest.mark.kafka
 
 SKUS = {"SKU-1": 40, "SKU-2": 500}
 ACCOUNTS = {"alice": 200_000, "bob": 2_000}

@@ -4,11 +4,15 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from services.devtools import topics as kafka
-from services.devtools.stack import Stack
-from services.devtools.wait import until
-from services.events import catalog
+import pytest
+
+from orderflow.events import catalog
+from orderflow_dev import topics as kafka
+from orderflow_dev.stack import Stack
+from orderflow_dev.wait import until
 from tests.support import events
+
+pytestmark = pytest.mark.kafka
 
 
 def test_the_same_order_created_twice_charges_once(

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 import yaml
 
-from services.devtools.wait import until
+from orderflow_dev.wait import until
 from tests.deploy import charts
 
 

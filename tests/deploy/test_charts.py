@@ -15,8 +15,8 @@ import helm_python as helm
 import pytest
 import yaml
 
-from services.events import catalog
-from services.runtime import config
+from orderflow.events import catalog
+from orderflow.runtime import config
 from tests.deploy import charts
 
 # The oldest Kubernetes the charts declare (kubeVersion >=1.30) and the one the envtest API server runs.
@@ -257,6 +257,7 @@ def test_network_policies_allow_only_what_the_flow_needs() -> None:
     assert charts.by_kind(charts.render(_services_case("no-operator")), "NetworkPolicy") == {}
 
 
+@pytest.mark.postgres
 def test_the_dev_postgres_urls_match_the_databases_its_init_script_creates(postgres_server: Any) -> None:
     """Run the dev chart's init SQL on a real PostgreSQL, then connect to every URL its Secret hands out."""
     import psycopg

@@ -1,6 +1,6 @@
 """Every container the charts run from the OrderFlow image runs a real ``orderflow`` subcommand.
 
-Each rendered ``command`` + ``args`` is handed to the real CLI (``services.cli:main``, the console script's
+Each rendered ``command`` + ``args`` is handed to the real CLI (``orderflow.cli:main``, the console script's
 target) in a subprocess whose argparse stops right after a successful parse: the subcommand's own parser must
 accept every argument, so a misspelt subcommand, service or flag fails here instead of in a CrashLoopBackOff on
 the user's cluster. (Appending ``--help`` would not do: argparse acts on it before it reports unknown flags.)
@@ -13,7 +13,7 @@ import sys
 
 import pytest
 
-from services.events import catalog
+from orderflow.events import catalog
 from tests.deploy import charts
 
 
@@ -41,7 +41,7 @@ def parse_args(self, args=None, namespace=None):
     print("PARSED", self.prog, sorted(vars(parsed).items(), key=str))
     sys.exit(0)
 argparse.ArgumentParser.parse_args = parse_args
-from services.cli import main
+from orderflow.cli import main
 sys.exit(main(sys.argv[1:]))
 """
 

@@ -12,9 +12,12 @@ import re
 import shutil
 import subprocess
 import sys
+import sysconfig
 import tomllib
 import zipfile
 from pathlib import Path
+
+import pytest
 
 from tests.deploy import charts
 
@@ -90,7 +93,11 @@ def _dockerignore_context() -> list[Path]:
     return kept
 
 
-def test_the_build_context_builds_the_package_the_image_runs(tmp_path: Path) -> None:
+@pytest.fixture(scope="module")
+def image_wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The wheel the image installs: ``pip wheel`` (non-editable, no extras) of the build context .dockerignore
+    leaves, after checking that context holds every file the Dockerfile copies."""
+    tmp_path = tmp_path_factory.mktemp("image")
     context = tmp_path / "context"
     files = _dockerignore_context()
     for path in files:
@@ -101,6 +108,7 @@ def test_the_build_context_builds_the_package_the_image_runs(tmp_path: Path) -> 
     for source in copied:
         assert (context / source).exists(), f"COPY {source}: not in the build context (.dockerignore)"
     assert not (context / "tests").exists() and not (context / "charts").exists()
+    assert not (context / "services" / "devtools").exists(), "the developer tooling stays out of the build context"
     wheels = tmp_path / "wheels"
     result = subprocess.run(
         [sys.executable, "-m", "pip", "wheel", "--no-deps", "--quiet", "-w", str(wheels), str(context)],
@@ -108,10 +116,73 @@ def test_the_build_context_builds_the_package_the_image_runs(tmp_path: Path) -> 
     )
     assert result.returncode == 0, result.stderr[-3000:]
     (wheel,) = wheels.glob("orderflow-*.whl")
-    with zipfile.ZipFile(wheel) as archive:
+    return wheel
+
+
+def test_the_build_context_builds_the_package_the_image_runs(image_wheel: Path) -> None:
+    with zipfile.ZipFile(image_wheel) as archive:
         names = set(archive.namelist())
         entry_points = next(archive.read(n).decode() for n in names if n.endswith("entry_points.txt"))
-    assert "orderflow = services.cli:main" in entry_points
-    for module in ("services/cli.py", "services/runtime/service.py", "orderflow_operator/__init__.py",
-                   "orderflow_operator/cli.py", "services/inventory/service.py"):
+    assert "orderflow = orderflow.cli:main" in entry_points
+    for module in ("orderflow/cli.py", "orderflow/runtime/service.py", "orderflow_operator/__init__.py",
+                   "orderflow_operator/cli.py", "orderflow/inventory/service.py"):
         assert module in names, module
+
+
+def test_the_image_carries_what_runs_and_no_developer_tooling(image_wheel: Path) -> None:
+    """Issue 14: the image used to carry the Maven POM, the process harness, the demo and the Pact tooling (and
+    ``orderflow contracts`` in it imported pact, which the image does not install)."""
+    with zipfile.ZipFile(image_wheel) as archive:
+        names = sorted(archive.namelist())
+        top_level = next(archive.read(n).decode() for n in names if n.endswith("top_level.txt")).split()
+        sources = {n: archive.read(n).decode() for n in names if n.endswith(".py")}
+    assert sorted(top_level) == ["orderflow", "orderflow_operator"]
+    packages = {n.split("/")[0] for n in names if not n.startswith("orderflow-0")}
+    assert packages == {"orderflow", "orderflow_operator"}, packages
+    assert [n for n in names if not n.endswith(".py") and ".dist-info/" not in n] == [], "only code, no data files"
+    for forbidden in ("pom.xml", "stack.py", "demo.py", "devtools", "contracts/", "kafka/"):
+        assert not [n for n in names if forbidden in n], forbidden
+    for name, text in sources.items():
+        assert not re.search(r"^\s*(from|import) (pact|orderflow_dev)\b", text, re.M), f"{name} imports dev tooling"
+
+
+def test_in_a_venv_with_only_the_wheel_there_is_no_services_module_and_dev_commands_say_how_to_install(
+    image_wheel: Path, tmp_path: Path
+) -> None:
+    """Issue 14: the distribution installed a top-level module called ``services``, and ``orderflow contracts``
+    failed with an ImportError where its tooling was absent.
+
+    The fresh venv gets the wheel alone; its dependencies are borrowed from this venv's site-packages through a
+    plain path entry, which (unlike a site directory) runs no ``.pth`` file, so this checkout's editable installs
+    -- ``orderflow``, ``orderflow_dev`` -- stay invisible to it.
+    """
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True, timeout=120)
+    python = venv / "bin" / "python"
+    install = subprocess.run(
+        [sys.executable, "-m", "pip", "--python", str(python), "install", "--quiet", "--no-deps", str(image_wheel)],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert install.returncode == 0, install.stderr[-3000:]
+    site = subprocess.run([str(python), "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"],
+                          capture_output=True, text=True, check=True).stdout.strip()
+    (Path(site) / "borrowed-deps.pth").write_text(sysconfig.get_path("purelib") + "\n")
+    outside = tmp_path / "elsewhere"
+    outside.mkdir()
+
+    def run(*argv: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([*argv], cwd=outside, capture_output=True, text=True, timeout=60,
+                              env={"PATH": f"{venv / 'bin'}:/usr/bin:/bin"})
+
+    located = run(str(python), "-c", "import orderflow.runtime, orderflow_operator; print(orderflow.__file__)")
+    assert located.returncode == 0 and located.stdout.startswith(site), located.stdout + located.stderr
+    services = run(str(python), "-c", "import services")
+    assert services.returncode != 0 and "No module named 'services'" in services.stderr, services.stderr
+    dev = run(str(python), "-c", "import orderflow_dev")
+    assert dev.returncode != 0, "the developer tooling must not be importable from the wheel alone"
+    for command in (["contracts", "verify"], ["demo"], ["kafka", "status"]):
+        answer = run(str(venv / "bin" / "orderflow"), *command)
+        lines = answer.stderr.strip().splitlines()
+        assert answer.returncode == 2 and len(lines) == 1, (command, answer.stderr)
+        assert f"orderflow {command[0]}: not installed here" in lines[0] and "make venv" in lines[0], lines[0]
+    assert run(str(venv / "bin" / "orderflow"), "run", "--help").returncode == 0

@@ -1,4 +1,4 @@
-"""The local Kafka broker (services.devtools.kafka) against the real thing: start, produce/consume, stop,
+"""The local Kafka broker (orderflow_dev.kafka) against the real thing: start, produce/consume, stop,
 crash and restart, ensure_broker's choices and the `orderflow kafka` daemon CLI."""
 
 import os
@@ -15,8 +15,9 @@ import pytest
 from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
-import services.devtools.kafka as kafka_tool
-from services.devtools.kafka import (
+import orderflow_dev.kafka as kafka_tool
+import orderflow_dev.kafka.ensure as kafka_ensure
+from orderflow_dev.kafka import (
     BrokerStartError,
     BrokerUnreachableError,
     LocalBroker,
@@ -173,7 +174,7 @@ def test_ensure_broker_uses_env_bootstrap(
     def no_private_broker(*_args: object, **_kwargs: object) -> None:
         raise AssertionError("ensure_broker started a broker although ORDERFLOW_KAFKA_BOOTSTRAP is set")
 
-    monkeypatch.setattr(kafka_tool, "LocalBroker", no_private_broker)
+    monkeypatch.setattr(kafka_ensure, "LocalBroker", no_private_broker)  # where ensure_broker finds it
     with ensure_broker() as bootstrap:
         assert bootstrap == kafka_bootstrap
         topic = f"{unique_prefix}-env"
@@ -195,7 +196,7 @@ def test_ensure_broker_rejects_unreachable_env_bootstrap(monkeypatch: pytest.Mon
 
 def test_ensure_jars_is_cached() -> None:
     libs = ensure_jars()
-    assert (libs / f"kafka_2.13-{kafka_tool.KAFKA_VERSION}.jar").is_file()
+    assert (libs / f"kafka_2.13-{kafka_tool.kafka_version()}.jar").is_file()
     assert any(p.name.startswith("log4j-slf4j-impl-") for p in libs.iterdir())
     assert ensure_jars() == libs
 
@@ -209,7 +210,7 @@ def test_ensure_jars_names_maven_when_missing(tmp_path: Path, monkeypatch: pytes
 
 def _cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "services.devtools.kafka", *args],
+        [sys.executable, "-m", "orderflow_dev.kafka", *args],
         cwd=REPO_ROOT,
         env=env,
         capture_output=True,

@@ -1,10 +1,10 @@
-"""Which PostgreSQL server binaries services.devtools.postgres picks when several Debian versions are installed."""
+"""Which PostgreSQL server binaries orderflow_dev.postgres picks when several Debian versions are installed."""
 
 from pathlib import Path
 
 import pytest
 
-from services.devtools import postgres
+from orderflow_dev import postgres
 
 
 @pytest.fixture

@@ -18,9 +18,9 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
-from services.devtools import client
-from services.devtools.stack import ServiceProcess, Stack
-from services.devtools.wait import until
+from orderflow_dev import client
+from orderflow_dev.stack import ServiceProcess, Stack
+from orderflow_dev.wait import until
 
 T = TypeVar("T")
 

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from services.devtools.wait import until
+from orderflow_dev.wait import until
 from tests.e2e import kube
 
 pytestmark = pytest.mark.e2e

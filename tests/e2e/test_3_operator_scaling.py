@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from services.devtools.wait import until
+from orderflow_dev.wait import until
 from tests.e2e import kube
 from tests.support import invariants
 

@@ -9,7 +9,7 @@ import uuid
 
 import pytest
 
-from services.devtools.wait import until
+from orderflow_dev.wait import until
 from tests.e2e import kube
 
 pytestmark = pytest.mark.e2e

@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from services.devtools.wait import until
+from orderflow_dev.wait import until
 from tests.e2e import kube
 from tests.e2e.conftest import SKAFFOLD
 

@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from services.devtools.wait import until
+from orderflow_dev.wait import until
 from tests.e2e import kube
 from tests.e2e.conftest import PROFILES, SKAFFOLD
 

@@ -3,7 +3,7 @@
 Load it with ``-p tests.envtest.fixtures`` (or ``pytest_plugins = ["tests.envtest.fixtures"]`` in the root
 conftest.py). Fixtures:
 
-- ``envtest`` (session): a started :class:`tests.envtest.apiserver.EnvTest`.
+- ``envtest`` (session): a started :class:`orderflow_dev.envtest.EnvTest`.
 - ``k8s_api_client`` (function): a ``kubernetes.client.ApiClient`` for the admin user of that API server.
 - ``k8s_namespace`` (function): a fresh, uniquely named namespace; deleted afterwards without waiting
   (with no controller-manager a namespace stays ``Terminating`` for ever).
@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.envtest.apiserver import EnvTest, build
+from orderflow_dev.envtest import EnvTest, build
 
 _BIN_DIR = pytest.StashKey[Path]()
 

@@ -19,7 +19,7 @@ import pytest
 from kubernetes import client
 from kubernetes.client.rest import ApiException
 
-from tests.envtest.apiserver import EnvTest
+from orderflow_dev.envtest import EnvTest
 
 pytestmark = pytest.mark.envtest
 

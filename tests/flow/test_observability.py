@@ -6,10 +6,14 @@ import json
 import secrets
 from collections.abc import Callable
 
-from services.devtools import topics
-from services.devtools.stack import Stack
-from services.devtools.wait import until
-from services.events import catalog
+import pytest
+
+from orderflow.events import catalog
+from orderflow_dev import topics
+from orderflow_dev.stack import Stack
+from orderflow_dev.wait import until
+
+pytestmark = pytest.mark.kafka
 
 LINE = {"sku": "SKU-1", "quantity": 1, "unit_price_minor": 500}
 

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
-from services.devtools.stack import Stack
-from services.devtools.wait import until
+import pytest
+
+from orderflow_dev.stack import Stack
+from orderflow_dev.wait import until
+
+pytestmark = pytest.mark.kafka
 
 LINE = {"sku": "SKU-1", "quantity": 2, "unit_price_minor": 1250}
 

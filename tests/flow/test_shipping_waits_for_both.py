@@ -6,11 +6,13 @@ from collections.abc import Callable
 
 import pytest
 
-from services.devtools import topics as kafka
-from services.devtools.stack import Stack
-from services.devtools.wait import until
-from services.events import catalog
+from orderflow.events import catalog
+from orderflow_dev import topics as kafka
+from orderflow_dev.stack import Stack
+from orderflow_dev.wait import until
 from tests.support import events
+
+pytestmark = pytest.mark.kafka
 
 
 @pytest.mark.parametrize("first", ["stock", "payment"])

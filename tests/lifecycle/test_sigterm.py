@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import threading
 
-from services.devtools.stack import Stack
-from services.devtools.wait import until
+import pytest
+
+from orderflow_dev.stack import Stack
+from orderflow_dev.wait import until
 from tests.support import invariants
+
+pytestmark = pytest.mark.kafka
 
 
 def test_sigterm_mid_flow_loses_nothing(stack: Stack) -> None:

@@ -8,18 +8,13 @@ from the root conftest.
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.operator import kit
-
-# The operator package lives in operator/ (installed by `pip install -e .`); make it importable either way.
-if str(kit.REPO / "operator") not in sys.path:
-    sys.path.insert(0, str(kit.REPO / "operator"))
+from orderflow_dev import operatorkit as kit
 
 
 @pytest.fixture(scope="session")

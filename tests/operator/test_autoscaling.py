@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from confluent_kafka.admin import AdminClient
 
-from tests.operator import kit
+from orderflow_dev import operatorkit as kit
 
 pytestmark = pytest.mark.kafka  # and envtest, which the envtest plugin adds by fixture
 

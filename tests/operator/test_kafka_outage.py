@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 from confluent_kafka.admin import AdminClient
 
-from services.devtools.kafka import LocalBroker
-from tests.operator import kit
+from orderflow_dev import operatorkit as kit
+from orderflow_dev.kafka import LocalBroker
 
 pytestmark = pytest.mark.kafka  # and envtest, which the envtest plugin adds by fixture
 

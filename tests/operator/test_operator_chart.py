@@ -17,7 +17,7 @@ import pytest
 import yaml
 from confluent_kafka.admin import AdminClient
 
-from tests.operator import kit
+from orderflow_dev import operatorkit as kit
 
 RENDERED = "orderflow-operator/templates/"
 

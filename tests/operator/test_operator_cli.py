@@ -11,7 +11,6 @@ import pytest
 
 import orderflow_operator
 from orderflow_operator import cli
-from tests.operator import kit
 
 
 def test_scope_is_required_and_exclusive(capsys: pytest.CaptureFixture[str]) -> None:
@@ -27,13 +26,12 @@ def test_scope_is_required_and_exclusive(capsys: pytest.CaptureFixture[str]) -> 
 
 
 def test_module_entry_point_prints_help() -> None:
-    env_path = f"{kit.REPO / 'operator'}"
     result = subprocess.run(
         [sys.executable, "-m", "orderflow_operator", "--help"],
         capture_output=True,
         text=True,
         check=False,
-        env={"PYTHONPATH": env_path, "PATH": "/usr/bin:/bin"},
+        env={"PATH": "/usr/bin:/bin"},
     )
     assert result.returncode == 0, result.stderr
     assert "usage: orderflow operator" in result.stdout and "--liveness" in result.stdout

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.operator import kit
+from orderflow_dev import operatorkit as kit
 
 
 def valid_flow() -> dict[str, Any]:

@@ -13,10 +13,12 @@ from collections.abc import Callable
 
 import pytest
 
-from services.devtools import topics as kafka
-from services.devtools.stack import Stack
-from services.events import Event, catalog
+from orderflow.events import Event, catalog
+from orderflow_dev import topics as kafka
+from orderflow_dev.stack import Stack
 from tests.support import worlds
+
+pytestmark = pytest.mark.kafka
 
 PER_WORLD = 4
 

@@ -16,9 +16,9 @@ from urllib.parse import urlsplit
 import pytest
 import sqlalchemy as sa
 
-from services.devtools.postgres import PostgresServer
-from services.devtools.wait import until
-from services.runtime.db import Store
+from orderflow.runtime.db import Store
+from orderflow_dev.postgres import PostgresServer
+from orderflow_dev.wait import until
 
 pytestmark = pytest.mark.postgres
 
@@ -79,7 +79,7 @@ def test_the_store_waits_for_a_database_that_answers_late(late: tuple[LateForwar
     metadata = sa.MetaData()
     sa.Table("things", metadata, sa.Column("id", sa.Integer, primary_key=True))
     result: list[Store] = []
-    caplog.set_level(logging.WARNING, logger="services.runtime.db")
+    caplog.set_level(logging.WARNING, logger="orderflow.runtime.db")
     starting = threading.Thread(target=lambda: result.append(Store(url, metadata)), daemon=True)
     starting.start()
     until(lambda: any("retrying" in r.getMessage() for r in caplog.records), timeout=30,

@@ -9,7 +9,7 @@ from collections.abc import Callable
 
 import pytest
 
-from services.devtools.stack import Stack
+from orderflow_dev.stack import Stack
 from tests.support import invariants
 
 pytestmark = [pytest.mark.postgres, pytest.mark.kafka]

@@ -13,8 +13,8 @@ from collections.abc import Callable
 import psycopg
 import pytest
 
-from services.devtools.stack import ServiceProcess, Stack
-from services.devtools.wait import until
+from orderflow_dev.stack import ServiceProcess, Stack
+from orderflow_dev.wait import until
 from tests.support import invariants
 
 pytestmark = [pytest.mark.postgres, pytest.mark.kafka]

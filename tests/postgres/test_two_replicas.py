@@ -19,11 +19,11 @@ from typing import Any
 import pytest
 from confluent_kafka.admin import AdminClient
 
-from services.devtools import client
-from services.devtools.stack import ServiceProcess, Stack
-from services.devtools.topics import read_all
-from services.devtools.wait import until
-from services.events import catalog
+from orderflow.events import catalog
+from orderflow_dev import client
+from orderflow_dev.stack import ServiceProcess, Stack
+from orderflow_dev.topics import read_all
+from orderflow_dev.wait import until
 from tests.support import invariants
 
 pytestmark = [pytest.mark.postgres, pytest.mark.kafka]

@@ -22,12 +22,12 @@ import sqlalchemy as sa
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from services import billing, inventory, order, shipping
-from services.events import Event, catalog, utcnow
-from services.runtime import Definition, Tx
-from services.runtime.consumer import apply
-from services.runtime.db import Store
-from services.runtime.service import runtime_tables
+from orderflow import billing, inventory, order, shipping
+from orderflow.events import Event, catalog, utcnow
+from orderflow.runtime import Definition, Tx
+from orderflow.runtime.consumer import apply
+from orderflow.runtime.context import runtime_tables
+from orderflow.runtime.db import Store
 from tests.support import events as ev
 from tests.support import worlds
 

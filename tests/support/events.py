@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
-from services.events import Event, OrderId, catalog, isoformat, new_order_id, utcnow
+from orderflow.events import Event, OrderId, catalog, isoformat, new_order_id, utcnow
 
 
 def _event(event_type: str, order_id: OrderId, data: dict[str, Any]) -> Event:

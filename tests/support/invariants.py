@@ -14,8 +14,8 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
-from services.devtools.stack import Stack
-from services.devtools.wait import Timeout, until
+from orderflow_dev.stack import Stack
+from orderflow_dev.wait import Timeout, until
 
 REASONS = {"out_of_stock", "payment_declined", "deadline_exceeded"}
 

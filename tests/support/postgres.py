@@ -1,4 +1,4 @@
-"""pytest plugin: a private, real PostgreSQL server for the test session (``services.devtools.postgres``).
+"""pytest plugin: a private, real PostgreSQL server for the test session (``orderflow_dev.postgres``).
 
 Fixture ``postgres_server`` (session): a started :class:`PostgresServer`; ``create_database(name)`` returns a
 ``postgresql://`` URL for a new, empty database. ``tests/support/install-postgres.sh`` installs Debian's server
@@ -11,7 +11,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from services.devtools.postgres import PostgresServer
+from orderflow_dev.postgres import PostgresServer
 
 
 def pytest_configure(config: pytest.Config) -> None:

@@ -13,7 +13,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from services.events import Event, OrderId, catalog, new_order_id
+from orderflow.events import Event, OrderId, catalog, new_order_id
 from tests.support import events as ev
 
 INVENTORY = ("shipped", "payment_failed", "deadline", "out_of_stock", "late_answer")

@@ -66,7 +66,7 @@ python_base() {
 }
 
 kafka_standin() {
-    local libs; libs=$("$REPO_ROOT/.venv/bin/python" -c 'from services.devtools.kafka import ensure_jars; print(ensure_jars())')
+    local libs; libs=$("$REPO_ROOT/.venv/bin/python" -c 'from orderflow_dev.kafka import ensure_jars; print(ensure_jars())')
     local version; version=$(yq_app_version "$REPO_ROOT/charts/dev/kafka/Chart.yaml")
     local ctx="$KIND_WORK/kafka-standin"; rm -rf "$ctx"; mkdir -p "$ctx"
     cp -r "$libs" "$ctx/libs"; rm -f "$ctx/libs/.orderflow-"*

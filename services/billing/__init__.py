@@ -1,5 +1,0 @@
-"""Billing: charges the order total once, refunds on compensation, never charges a cancelled order."""
-
-from services.billing.service import definition
-
-__all__ = ["definition"]

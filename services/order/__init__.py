@@ -1,5 +1,0 @@
-"""Order: accepts orders, publishes ``OrderCreated``, and keeps each order's status and timeline."""
-
-from services.order.service import definition
-
-__all__ = ["definition"]

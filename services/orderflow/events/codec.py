@@ -1,0 +1,134 @@
+"""CloudEvents 1.0 on Kafka: encoding in binary content mode, decoding binary or structured, validation.
+
+Every way a message can be unusable is mapped to one ``Poison`` reason here, so the consumer loop has a single
+decision to make (dead-letter it, go on) and the dead-letter headers say exactly why.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Final
+
+import fastjsonschema
+from cloudevents.core.bindings import kafka as ce_kafka
+from cloudevents.core.exceptions import BaseCloudEventException
+from cloudevents.core.formats.json import JSONFormat
+from cloudevents.core.v1.event import CloudEvent
+
+from orderflow.errors import Poison, SchemaViolation
+from orderflow.events import catalog
+from orderflow.events.event import Event, EventId, OrderId
+
+CONTENT_TYPE: Final = "application/json"
+REQUIRED_HEADERS: Final = ("ce_specversion", "ce_id", "ce_source", "ce_type")
+_FORMAT: Final = JSONFormat()
+
+
+@dataclass(frozen=True, slots=True)
+class KafkaRecord:
+    """What goes onto Kafka: bytes only, ready for ``Producer.produce``."""
+
+    topic: str
+    key: bytes
+    value: bytes
+    headers: tuple[tuple[str, bytes], ...]
+
+
+def _compile(schema: Mapping[str, Any]) -> Callable[[Any], Any]:
+    validate: Callable[[Any], Any] = fastjsonschema.compile(dict(schema), formats={"date-time": _is_datetime})
+    return validate
+
+
+def _is_datetime(value: str) -> bool:
+    try:
+        datetime.fromisoformat(value)
+    except ValueError:
+        return False
+    return True
+
+
+_VALIDATORS: Final[Mapping[str, Callable[[Any], Any]]] = {t: _compile(e.schema) for t, e in catalog.CATALOG.items()}
+
+
+def validate(event_type: str, data: Any) -> None:
+    """Raise ``SchemaViolation`` unless ``data`` is valid for ``event_type`` (which must be in the catalog)."""
+    try:
+        _VALIDATORS[event_type](data)
+    except fastjsonschema.JsonSchemaValueException as e:
+        raise SchemaViolation(event_type, e.message) from e
+
+
+def encode(event: Event, *, prefix: str) -> KafkaRecord:
+    """Validate ``event`` and turn it into a binary-mode Kafka record on its catalog topic."""
+    entry = catalog.get(event.type)
+    validate(event.type, event.data)
+    attributes: dict[str, Any] = {
+        "specversion": "1.0",
+        "id": event.id,
+        "source": event.source,
+        "type": event.type,
+        "subject": event.subject,
+        "time": event.time,
+        "datacontenttype": CONTENT_TYPE,
+        "dataschema": entry.schema_uri,
+        "partitionkey": event.subject,
+    }
+    if event.traceparent:
+        attributes["traceparent"] = event.traceparent
+    message = ce_kafka.to_binary(CloudEvent(attributes, dict(event.data)), _FORMAT)
+    key = message.key.encode() if isinstance(message.key, str) else (message.key or b"")
+    return KafkaRecord(topic=entry.topic(prefix), key=key, value=message.value, headers=tuple(message.headers.items()))
+
+
+def decode(*, key: bytes | None, value: bytes | None, headers: list[tuple[str, bytes | None]] | None) -> Event:
+    """Parse a consumed Kafka message into an ``Event`` or raise ``Poison`` saying why it cannot be one."""
+    header_map = {name: v for name, v in (headers or ()) if v is not None}
+    binary = any(name.lower().startswith("ce_") for name in header_map)
+    if binary:
+        missing = [h for h in REQUIRED_HEADERS if h not in {n.lower() for n in header_map}]
+        if missing:
+            raise Poison("missing_attribute", f"binary-mode message lacks header(s) {', '.join(missing)}")
+    try:
+        cloud_event = ce_kafka.from_kafka(
+            ce_kafka.KafkaMessage(headers=header_map, key=key, value=value or b""), _FORMAT
+        )
+    except BaseCloudEventException as e:
+        raise Poison("missing_attribute", str(e)) from e
+    except (ValueError, TypeError, UnicodeDecodeError, KeyError, AttributeError) as e:
+        # json.JSONDecodeError and dateutil's ParserError are ValueErrors; a structured-mode body that is not a
+        # JSON object surfaces as TypeError/AttributeError inside the SDK.
+        raise Poison("undecodable", f"{type(e).__name__}: {e}") from e
+    attributes = cloud_event.get_attributes()
+    event_type = attributes.get("type")
+    if attributes.get("specversion") != "1.0":
+        raise Poison("unsupported_specversion", f"specversion {attributes.get('specversion')!r}")
+    # The SDK has already checked that ``type`` is a string; isinstance tells the type checker so.
+    if not isinstance(event_type, str) or event_type not in catalog.CATALOG:
+        raise Poison("unknown_type", f"type {event_type!r} is not in the event catalog")
+    subject = attributes.get("subject")
+    if not subject:
+        raise Poison("missing_attribute", "subject (the order id) is missing")
+    data = cloud_event.get_data()
+    if isinstance(data, (bytes, str)):
+        try:
+            data = json.loads(data)
+        except ValueError as e:
+            raise Poison("undecodable", f"data is not JSON: {e}") from e
+    if not isinstance(data, dict):
+        raise SchemaViolation(event_type, f"data must be a JSON object, got {type(data).__name__}")
+    validate(event_type, data)
+    if data.get("order_id") != subject:
+        raise SchemaViolation(event_type, f"data.order_id {data.get('order_id')!r} != subject {subject!r}")
+    time = attributes.get("time")
+    return Event(
+        type=event_type,
+        source=str(attributes["source"]),
+        id=EventId(str(attributes["id"])),
+        subject=OrderId(str(subject)),
+        data=data,
+        time=time if isinstance(time, datetime) else datetime.fromisoformat("1970-01-01T00:00:00+00:00"),
+        traceparent=attributes.get("traceparent"),
+    )

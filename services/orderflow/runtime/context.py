@@ -1,0 +1,61 @@
+"""What a service's routes and periodic jobs run with: its settings, its store, its metrics, and a transaction
+whose events go to the outbox.
+
+It is its own module, below ``definition`` (which names it in the types of routes and tickers) and below
+``service`` (which assembles a running service around it), so the runtime's modules import in one direction
+only: service -> consumer -> definition -> context -> store, outbox, tx.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import sqlalchemy as sa
+from confluent_kafka import Producer
+
+from orderflow.runtime import inbox, outbox
+from orderflow.runtime.config import Settings
+from orderflow.runtime.db import Store
+from orderflow.runtime.metrics import Metrics
+from orderflow.runtime.tx import Tx
+
+
+def runtime_tables(metadata: sa.MetaData) -> dict[str, sa.Table]:
+    """The inbox, outbox and relay lease, added once to a service's own metadata."""
+    if "inbox" not in metadata.tables:
+        inbox.table(metadata)
+        outbox.tables(metadata)
+    return {name: metadata.tables[name] for name in ("inbox", "outbox", "outbox_lease")}
+
+
+class Runtime:
+    """What handlers, routes and tickers of a running service can use."""
+
+    def __init__(
+        self, *, service: str, metadata: sa.MetaData, settings: Settings, producer: Producer | None = None
+    ) -> None:
+        """``producer`` replaces the relay's Kafka producer (e.g. one that must never be used, for contracts)."""
+        self.service = service
+        self.settings = settings
+        self.tables = runtime_tables(metadata)
+        self.store = Store(settings.database_url, metadata)
+        self.metrics = Metrics(service)
+        self.producer = producer if producer is not None else Producer(outbox.producer_config(settings))
+        self.relay = outbox.Relay(
+            store=self.store,
+            outbox=self.tables["outbox"],
+            lease=self.tables["outbox_lease"],
+            producer=self.producer,
+            metrics=self.metrics,
+        )
+
+    @contextmanager
+    def transaction(self) -> Iterator[Tx]:
+        """A write transaction whose emitted events go to the outbox; the relay is woken after the commit."""
+        with self.store.write() as conn:
+            tx = Tx(conn, service=self.service, prefix=self.settings.topic_prefix)
+            yield tx
+            outbox.append(conn, self.tables["outbox"], tx.pending)
+        if tx.pending:
+            self.relay.wake()

@@ -1,0 +1,57 @@
+"""The inbox: which events this service has already applied, recorded in the same transaction as their effect.
+
+A redelivered event (consumer restart, rebalance, a producer's retry, a replay) is found here and changes nothing.
+One SELECT and one multi-row INSERT per batch, whatever its size.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from orderflow.events import Event, utcnow
+from orderflow.runtime import db
+
+
+def table(metadata: sa.MetaData) -> sa.Table:
+    return sa.Table(
+        "inbox",
+        metadata,
+        sa.Column("source", sa.String(200), primary_key=True),
+        sa.Column("event_id", sa.String(200), primary_key=True),
+        sa.Column("event_type", sa.String(200), nullable=False),
+        sa.Column("order_id", sa.String(64), nullable=False),
+        sa.Column("received_at", db.UtcDateTime(), nullable=False),
+    )
+
+
+def record_new(conn: Connection, inbox: sa.Table, events: Sequence[Event]) -> list[Event]:
+    """Record ``events`` in the inbox and return those never seen before, in their original order.
+
+    A concurrent replica recording the same event makes the INSERT fail with an integrity error, which rolls back
+    the whole transaction; the caller retries it and then finds the event here.
+    """
+    first: dict[tuple[str, str], Event] = {}
+    for ev in events:
+        first.setdefault((ev.source, ev.id), ev)
+    if not first:
+        return []
+    seen = {
+        (row.source, row.event_id)
+        for row in conn.execute(
+            sa.select(inbox.c.source, inbox.c.event_id).where(inbox.c.event_id.in_({k[1] for k in first}))
+        )
+    }
+    new = [ev for key, ev in first.items() if key not in seen]
+    if new:
+        now = utcnow()
+        conn.execute(
+            inbox.insert(),
+            [
+                {"source": e.source, "event_id": e.id, "event_type": e.type, "order_id": e.subject, "received_at": now}
+                for e in new
+            ],
+        )
+    return new

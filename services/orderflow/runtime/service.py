@@ -1,0 +1,194 @@
+"""Assembling one service from its definition: store, consumer loop, outbox relay, HTTP, periodic jobs.
+
+A service module only declares its tables, its event handlers, its routes and its periodic jobs (a
+``Definition``); everything about delivery guarantees lives here and in the runtime modules it wires together.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import signal
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from confluent_kafka import Consumer, Producer
+from confluent_kafka.admin import AdminClient
+
+from orderflow.errors import Retryable
+from orderflow.events import catalog
+from orderflow.runtime import topics
+from orderflow.runtime.config import KafkaConfig, Settings
+from orderflow.runtime.consumer import ConsumerLoop
+from orderflow.runtime.context import Runtime
+from orderflow.runtime.definition import Definition, Ticker
+from orderflow.runtime.dlq import DeadLetterPublisher
+from orderflow.runtime.http import HttpServer, Request, Response, Route
+
+log = logging.getLogger(__name__)
+
+LIVENESS_WINDOW_S = 60.0
+
+
+class Service:
+    """One running service. ``start()`` returns once it consumes and serves; ``stop()`` shuts down gracefully."""
+
+    def __init__(self, definition: Definition, settings: Settings) -> None:
+        self.definition = definition
+        self.settings = settings
+        self.runtime = Runtime(service=definition.name, metadata=definition.metadata, settings=settings)
+        self.stopping = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self._tickers_alive: dict[str, float] = {}
+        consumer_required: KafkaConfig = {"group.id": settings.group, "enable.auto.commit": False}
+        self.consumer = Consumer(
+            settings.kafka_config(
+                {
+                    "auto.offset.reset": "earliest",
+                    "session.timeout.ms": 10000,
+                    "heartbeat.interval.ms": 1000,
+                    "client.id": f"orderflow-{definition.name}",
+                },
+                **consumer_required,
+            )
+        )
+        self.loop = ConsumerLoop(
+            definition=definition,
+            prefix=settings.topic_prefix,
+            consumer=self.consumer,
+            store=self.runtime.store,
+            tables=self.runtime.tables,
+            dlq=DeadLetterPublisher(
+                producer=Producer(settings.kafka_config(acks="all", **{"enable.idempotence": True})),
+                topic=catalog.dlq_topic(settings.topic_prefix, definition.name),
+                service=definition.name,
+            ),
+            metrics=self.runtime.metrics,
+            on_committed=self.runtime.relay.wake,
+            batch_size=settings.batch_size,
+            batch_timeout=settings.batch_timeout_ms / 1000,
+        )
+        routes = [
+            Route("GET", "/healthz", self._healthz),
+            Route("GET", "/readyz", self._readyz),
+            Route("GET", "/metrics", self._metrics),
+            *definition.routes(self.runtime),
+        ]
+        self.http = HttpServer(host=settings.http_host, port=settings.http_port, routes=routes)
+        self._ready = False
+
+    # -- lifecycle -------------------------------------------------------------------------------------------
+
+    def subscriptions(self) -> list[str]:
+        return sorted({catalog.get(t).topic(self.settings.topic_prefix) for t in self.definition.handlers})
+
+    def start(self) -> None:
+        s = self.settings
+        if s.create_topics:
+            produced = [e.topic(s.topic_prefix) for e in catalog.produced_by(self.definition.name)]
+            topics.ensure(
+                AdminClient(s.kafka_config()),
+                [*self.subscriptions(), *produced, catalog.dlq_topic(s.topic_prefix, self.definition.name)],
+                partitions=s.topic_partitions,
+                replication=s.topic_replication,
+            )
+        self.consumer.subscribe(self.subscriptions(), on_assign=self.loop.on_assign, on_revoke=self.loop.on_revoke)
+        self.http.start()
+        self._spawn("relay", lambda: self.runtime.relay.run(self.stopping))
+        for ticker in self.definition.tickers:
+            self._spawn(f"ticker-{ticker.name}", functools.partial(self._tick, ticker))
+        self._spawn("consumer", lambda: self.loop.run(self.stopping))
+        self._ready = True
+        log.info(
+            "%s started: http on %s:%d, consuming %s as %s",
+            self.definition.name,
+            s.http_host,
+            self.http.port,
+            ", ".join(self.subscriptions()),
+            s.group,
+        )
+
+    def stop(self, drain_s: float = 5.0) -> None:
+        """Finish the batch in hand, commit it, publish what the outbox holds (within ``drain_s``), close."""
+        self._ready = False
+        self.stopping.set()
+        for thread in self._threads:
+            thread.join(timeout=60)
+        self.runtime.relay.drain(drain_s)
+        self.runtime.relay.release()
+        self.consumer.close()
+        self.runtime.producer.flush(10)
+        self.http.stop()
+        self.runtime.store.dispose()
+        log.info("%s stopped", self.definition.name)
+
+    def run_forever(self) -> None:
+        """Run until SIGTERM or SIGINT, then stop gracefully."""
+        signal.signal(signal.SIGTERM, lambda *_: self.stopping.set())
+        signal.signal(signal.SIGINT, lambda *_: self.stopping.set())
+        self.start()
+        while not self.stopping.wait(1.0):
+            if not all(t.is_alive() for t in self._threads):
+                log.error("a service thread died; shutting down")
+                break
+        self.stop()
+
+    def _spawn(self, name: str, target: Callable[[], None]) -> None:
+        thread = threading.Thread(target=self._guard(name, target), name=name, daemon=True)
+        self._threads.append(thread)
+        thread.start()
+
+    def _guard(self, name: str, target: Callable[[], None]) -> Callable[[], None]:
+        def run() -> None:
+            try:
+                target()
+            except Exception:
+                log.exception("thread %s crashed", name)
+                self.stopping.set()
+
+        return run
+
+    def _tick(self, ticker: Ticker) -> None:
+        interval = ticker.interval(self.settings)
+        while not self.stopping.wait(interval):
+            self._tickers_alive[ticker.name] = time.monotonic()
+            try:
+                ticker.run(self.runtime)
+            except Retryable as e:
+                log.warning("%s: %s", ticker.name, e)
+            except Exception:
+                log.exception("%s failed", ticker.name)
+
+    # -- probes ----------------------------------------------------------------------------------------------
+
+    def _healthz(self, _request: Request) -> Response:
+        dead = [t.name for t in self._threads if not t.is_alive()]
+        if dead and not self.stopping.is_set():
+            return 503, {"status": "unhealthy", "dead_threads": dead}
+        return 200, {"status": "ok"}
+
+    def _readyz(self, _request: Request) -> Response:
+        problems: list[str] = []
+        if not self._ready:
+            problems.append("not started or stopping")
+        elif not self.loop.joined.is_set():
+            # Ready once the group has taken this replica in (its assignment may be empty: more replicas than
+            # partitions), so that a client that waits for readiness does not wait out the first rebalance.
+            problems.append("waiting for the consumer group to assign partitions")
+        now = time.monotonic()
+        if now - self.loop.last_poll > LIVENESS_WINDOW_S:
+            problems.append(f"consumer has not polled for {now - self.loop.last_poll:.0f}s")
+        if now - self.runtime.relay.last_cycle > LIVENESS_WINDOW_S:
+            problems.append(f"outbox relay idle for {now - self.runtime.relay.last_cycle:.0f}s")
+        try:
+            self.runtime.store.ping()
+        except Retryable as e:
+            problems.append(str(e))
+        if problems:
+            return 503, {"status": "not ready", "problems": problems}
+        return 200, {"status": "ready"}
+
+    def _metrics(self, _request: Request) -> tuple[int, Any]:
+        return 200, self.runtime.metrics.exposition()

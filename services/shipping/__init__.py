@@ -1,5 +1,0 @@
-"""Shipping: the single decision point of an order's outcome — it dispatches, or it cancels, exactly once."""
-
-from services.shipping.service import definition
-
-__all__ = ["definition"]
