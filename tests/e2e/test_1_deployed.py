@@ -40,9 +40,21 @@ def test_every_pod_of_every_release_is_ready(deployed: kube.Kube) -> None:
     pods = until(all_ready, timeout=300, what="every Pod of the four releases to be Ready", interval=2)
     components = {p["metadata"]["labels"].get("app.kubernetes.io/component") for p in pods}
     assert {"order", "inventory", "billing", "shipping", "operator"} <= components
-    for pod in pods:
-        assert sum(s["restartCount"] for s in pod["status"]["containerStatuses"]) == 0, (
-            pod["metadata"]["name"], pod["status"]["containerStatuses"])
+    restarted = {p["metadata"]["name"]: _restart_evidence(deployed, p) for p in pods
+                 if any(s["restartCount"] for s in p["status"]["containerStatuses"])}
+    assert not restarted, restarted
+
+
+def _restart_evidence(k: kube.Kube, pod: dict[str, Any]) -> dict[str, Any]:
+    """Why a container restarted: its last state (exit code, reason, signal) and the end of its previous log."""
+    evidence: dict[str, Any] = {}
+    for status in pod["status"]["containerStatuses"]:
+        if status["restartCount"]:
+            previous = kube.run(["kubectl", "--context", k.context, "-n", k.namespace, "logs", "--previous",
+                                 pod["metadata"]["name"], "-c", status["name"], "--tail", "40"], check=False)
+            evidence[status["name"]] = {"lastState": status.get("lastState"),
+                                        "previous log": (previous.stdout + previous.stderr)[-4000:]}
+    return evidence
 
 
 @pytest.mark.parametrize("component", ["order", "billing", "operator", "kafka-dev", "postgres-dev"])

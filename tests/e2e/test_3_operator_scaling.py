@@ -10,6 +10,7 @@ lag target of 100 per replica) and restored afterwards.
 from __future__ import annotations
 
 import json
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -63,7 +64,7 @@ def _signal_stage(signal: str) -> None:
 
 
 def test_a_stage_that_falls_behind_is_scaled_up_drained_and_scaled_back_down(
-    tuned: kube.Kube, stack: kube.ClusterStack
+    tuned: kube.Kube, stack: kube.ClusterStack, request: pytest.FixtureRequest
 ) -> None:
     k = tuned
     assert k.deployment(DEPLOYMENT)["spec"]["replicas"] == 1
@@ -72,29 +73,34 @@ def test_a_stage_that_falls_behind_is_scaled_up_drained_and_scaled_back_down(
     stack.put_stock(sku, 10_000)
     stack.put_account(customer, 100_000_000)
 
+    samples: list[tuple[float, int, int]] = []  # (time, spec.replicas, readyReplicas), sampled from the burst on
+    sampling = threading.Event()
+    request.addfinalizer(sampling.set)
+
+    def sample() -> None:
+        while not sampling.is_set():
+            d = k.deployment(DEPLOYMENT)
+            samples.append((time.monotonic(), d["spec"]["replicas"], d["status"].get("readyReplicas") or 0))
+            sampling.wait(0.25)  # the sampling period, not a synchronisation
+
     _signal_stage("STOP")
+    sampler = threading.Thread(target=sample, daemon=True)
     try:
         burst = time.monotonic()
+        sampler.start()
         with ThreadPoolExecutor(8) as pool:
             placed = list(pool.map(lambda _: stack.place_order(customer, [
                 {"sku": sku, "quantity": 1, "unit_price_minor": 100}]), range(400)))
         accepted = time.monotonic()
-
-        def scaled_up() -> int | None:
-            replicas: int = k.deployment(DEPLOYMENT)["spec"]["replicas"]
-            return replicas if replicas > 1 else None
-
-        replicas = until(scaled_up, timeout=120, what=f"the operator to scale {DEPLOYMENT} up", interval=0.5)
-        patched = time.monotonic()
+        until(lambda: any(r > 1 for _, r, _ in samples), timeout=120,
+              what=f"the operator to scale {DEPLOYMENT} up", interval=0.25)
     finally:
         _signal_stage("CONT")
+    patched, replicas = next((t, r) for t, r, _ in samples if r > 1)
 
-    def new_pods_ready() -> bool:
-        d = k.deployment(DEPLOYMENT)
-        return (d["status"].get("readyReplicas") or 0) >= replicas and d["status"].get("updatedReplicas", 0) >= replicas
-
-    until(new_pods_ready, timeout=180, what=f"{replicas} Ready Pods of {DEPLOYMENT}", interval=0.5)
-    pods_ready = time.monotonic()
+    until(lambda: any(t > patched and ready >= replicas for t, _, ready in samples), timeout=180,
+          what=f"{replicas} Ready Pods of {DEPLOYMENT}", interval=0.5)
+    pods_ready = next(t for t, _, ready in samples if t > patched and ready >= replicas)
 
     def drained() -> bool:
         return _stage(k.orderflow()["status"]).get("lag") == 0
@@ -111,6 +117,8 @@ def test_a_stage_that_falls_behind_is_scaled_up_drained_and_scaled_back_down(
 
     until(scaled_down, timeout=180, what=f"{DEPLOYMENT} to be scaled back down after the window", interval=1)
     scaled_back = time.monotonic()
+    sampling.set()
+    sampler.join(10)
     events = k.kubectl("get", "events", "--field-selector", "involvedObject.kind=OrderFlow", "-o", "json")
     reasons = {e["reason"] for e in json.loads(events)["items"]}
     print(f"\n[e2e figure] {STAGE}: 400 orders accepted in {accepted - burst:.1f} s; "
