@@ -19,6 +19,7 @@ from typing import Any
 
 import pytest
 
+from orderflow.order import service as order_service
 from orderflow_dev.wait import until
 from tests.e2e import kube
 from tests.e2e.conftest import PROFILES, SKAFFOLD
@@ -78,7 +79,7 @@ def test_skaffold_dev_rebuilds_and_rolls_out_a_source_change(deployed: kube.Kube
         before = _running_images(k, "order")
         image_before = k.deployment("orderflow-order")["spec"]["template"]["spec"]["containers"][0]["image"]
 
-        source = repo / "services" / "order" / "service.py"
+        source = repo / Path(order_service.__file__).resolve().relative_to(kube.ROOT)
         source.write_text(source.read_text() + "\n# edited by the e2e suite: skaffold dev must rebuild and roll out\n")
         changed = time.monotonic()
 
