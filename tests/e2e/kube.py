@@ -14,7 +14,7 @@ import subprocess
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -152,7 +152,7 @@ class PortForward:
 RETRY_S = 60.0
 
 
-def _retrying(call: Callable[[], T], what: str) -> T:
+def _retrying(call: Callable[[], T]) -> T:
     deadline = time.monotonic() + RETRY_S
     while True:
         try:
@@ -167,10 +167,10 @@ class _Forwarded(ServiceProcess):
     """A service behind a port-forward: ``get``/``find`` as the harness's, retried while the forward restarts."""
 
     def get(self, path: str) -> Any:
-        return _retrying(lambda: ServiceProcess.get(self, path), f"GET {path}")
+        return _retrying(lambda: ServiceProcess.get(self, path))
 
     def find(self, path: str) -> Any:
-        return _retrying(lambda: ServiceProcess.find(self, path), f"GET {path}")
+        return _retrying(lambda: ServiceProcess.find(self, path))
 
 
 class ClusterStack(Stack):
@@ -187,20 +187,19 @@ class ClusterStack(Stack):
         }
 
     def put_stock(self, sku: str, available: int) -> Any:
-        return _retrying(lambda: Stack.put_stock(self, sku, available), f"PUT /stock/{sku}")
+        return _retrying(lambda: Stack.put_stock(self, sku, available))
 
     def put_account(self, customer_id: str, balance_minor: int, currency: str = "EUR") -> Any:
-        return _retrying(lambda: Stack.put_account(self, customer_id, balance_minor, currency),
-                         f"PUT /accounts/{customer_id}")
+        return _retrying(lambda: Stack.put_account(self, customer_id, balance_minor, currency))
 
     def place_order(self, customer_id: str, items: list[dict[str, Any]], **kw: Any) -> dict[str, Any]:
         """Retried like the rest, which is safe because every order carries an Idempotency-Key: a retry of a
         request that did reach the service gets the same order back, never a second one."""
         kw.setdefault("key", f"e2e-{uuid.uuid4().hex}")
-        return _retrying(lambda: Stack.place_order(self, customer_id, items, **kw), "POST /orders")
+        return _retrying(lambda: Stack.place_order(self, customer_id, items, **kw))
 
     def order(self, order_id: str) -> dict[str, Any]:
-        return _retrying(lambda: Stack.order(self, order_id), f"GET /orders/{order_id}")
+        return _retrying(lambda: Stack.order(self, order_id))
 
     def start(self, timeout: float = 90) -> None:
         raise NotImplementedError("the cluster runs the services")
@@ -211,12 +210,3 @@ class ClusterStack(Stack):
 
     def kill(self) -> None:
         self.stop()
-
-
-def wait_rollout(kube: Kube, deployments: Iterable[str], *, timeout: float = 300) -> None:
-    for name in deployments:
-        kube.kubectl("rollout", "status", f"deployment/{name}", f"--timeout={int(timeout)}s", timeout=timeout + 30)
-
-
-def elapsed_since(start: float) -> float:
-    return round(time.monotonic() - start, 2)
