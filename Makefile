@@ -23,9 +23,10 @@ $(STAMP): pyproject.toml services/devtools/pyproject.toml
 demo: venv ## run the four services on a local Kafka and place a batch of orders
 	$(BIN)/orderflow demo
 
-prereqs: venv ## fetch/build/install what the tests need: Kafka, kube-apiserver+etcd+kubectl, AsyncAPI, PostgreSQL
+prereqs: venv ## fetch/build/install what the tests need: Kafka, kube-apiserver+etcd+kubectl, Jaeger, AsyncAPI, PostgreSQL
 	$(BIN)/python -c 'from orderflow_dev.kafka import ensure_jars; print("kafka jars:", ensure_jars())'
 	bash tests/envtest/build.sh
+	bash tests/jaeger/build.sh
 	bash contracts/tools/install-asyncapi.sh
 	bash tests/support/install-postgres.sh
 	$(BIN)/python -m tests.deploy.skaffold_schema
