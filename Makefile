@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml services/devtools/pyproject.toml 2>/dev/null | sha1sum | cut -c1-12)
 export PACT_DO_NOT_TRACK := true
 
-.PHONY: help venv demo test e2e bench bench-services bench-operator lint prereqs contracts contracts-verify contracts-generate kafka-start kafka-stop clean
+.PHONY: help venv demo test e2e screenshot bench bench-services bench-operator lint prereqs contracts contracts-verify contracts-generate kafka-start kafka-stop clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 16
@@ -37,6 +37,10 @@ test: prereqs ## run the whole test suite against real Kafka and a real kube-api
 e2e: prereqs ## the whole product on a real kind cluster, deployed by skaffold (see tests/e2e/README.md)
 	bash tests/e2e/cluster/up.sh
 	$(BIN)/python -m pytest -m e2e tests/e2e --timeout=1800 -rA
+
+screenshot: prereqs ## one order's trace from a real Jaeger, drawn and photographed by headless Chromium: docs/order-trace.png
+	bash tests/tracing/install-chromium.sh
+	$(BIN)/python -m pytest -m screenshot tests/tracing/test_screenshot.py -rA
 
 bench: venv ## all benchmarks; figures are ratios to a baseline measured in the same run
 	$(BIN)/python -m bench

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from orderflow.events import OrderId, codec
-from orderflow_dev import topics
+from orderflow_dev import topics, waterfall
 from orderflow_dev.jaeger import Jaeger
 from orderflow_dev.stack import Stack
 from orderflow_dev.wait import until
@@ -31,6 +31,7 @@ class Trace:
     """Jaeger's JSON for one trace, indexed: spans by id, each span's service, parent and tags."""
 
     def __init__(self, body: dict[str, Any]) -> None:
+        self.body = body
         self.spans = {s["spanID"]: s for s in body["spans"]}
         self.processes = body["processes"]
 
@@ -78,6 +79,9 @@ SHIPPED = {
     ("billing", "process OrderCreated"): ("order", "create OrderCreated"),
     ("shipping", "process OrderCreated"): ("order", "create OrderCreated"),
     ("inventory", "create StockReserved"): ("inventory", "process OrderCreated"),
+    ("inventory", "send StockReserved"): ("inventory", "create StockReserved"),
+    ("billing", "send PaymentCharged"): ("billing", "create PaymentCharged"),
+    ("shipping", "send ShipmentDispatched"): ("shipping", "create ShipmentDispatched"),
     ("billing", "create PaymentCharged"): ("billing", "process OrderCreated"),
     ("shipping", "process StockReserved"): ("inventory", "create StockReserved"),
     ("order", "process StockReserved"): ("inventory", "create StockReserved"),
@@ -151,6 +155,13 @@ def test_one_order_is_one_trace_across_the_four_services_in_causal_order(
     send = trace.one("send OrderCreated", "orderflow-order")
     assert trace.tag(send, "messaging.destination.name") == f"{unique_prefix}.orders"
     assert trace.tag(send, "messaging.kafka.offset") is not None
+    # The README's picture is drawn from this same JSON: every span, each under its parent.
+    drawn = list(waterfall.rows(trace.body))
+    assert len(drawn) == len(trace.spans) and drawn[0][1]["operationName"] == "POST /orders"
+    depth = {span["spanID"]: d for d, span in drawn}
+    assert all(
+        depth[s["spanID"]] == depth[trace.parent(s)["spanID"]] + 1 for s in trace.spans.values() if s is not roots[0]
+    )
     server = trace.one("POST /orders", "orderflow-order")
     assert trace.tag(server, "http.response.status_code") == 201
     assert trace.tag(server, "span.kind") == "server"
