@@ -3,9 +3,11 @@ settings it cannot honour with an error naming the variable."""
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 from opentelemetry.sdk.trace import TracerProvider
@@ -16,6 +18,8 @@ from opentelemetry.trace import StatusCode
 from orderflow.errors import ConfigError
 from orderflow.runtime import tracing
 from tests.support import events
+
+README = Path(__file__).resolve().parents[2] / "README.md"
 
 
 @pytest.mark.parametrize(
@@ -96,3 +100,10 @@ def test_the_spans_of_a_rolled_back_transaction_end_as_errors() -> None:
     assert span.status.status_code == StatusCode.ERROR
     assert "rolled back" in (span.status.description or "")
     assert span.events[0].name == "exception"
+
+
+def test_every_otel_variable_the_code_reads_is_in_the_readme_configuration_reference() -> None:
+    source = Path(tracing.__file__).read_text()
+    reference = README.read_text().split("## Configuration reference", 1)[1].split("\n## ", 1)[0]
+    read = set(re.findall(r'"(OTEL_[A-Z_]+)"', source))
+    assert read and {v for v in read if f"`{v}`" not in reference} == set()
