@@ -98,7 +98,7 @@ class Router:
         The server calls it for every request; tests call it in-process (starlette's TestClient idea), so request
         validation is checked without processes or a broker. ``headers`` are keyed in lower case.
         """
-        span = tracing.server(method, urlsplit(target).path, headers, self.route)
+        span = tracing.server(method, target, headers, self.route)
         if span is None:
             return self._respond(method, target, headers, body)
         reply = self._respond(method, target, span.headers, body)

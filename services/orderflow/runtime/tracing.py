@@ -27,6 +27,7 @@ import os
 from collections.abc import Callable, Mapping, Sequence
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Final
+from urllib.parse import urlsplit
 
 from orderflow.errors import ConfigError
 from orderflow.events import Event, catalog
@@ -179,10 +180,15 @@ class ServerSpan:
         self.span.end()
 
 
-def server(method: str, path: str, headers: Mapping[str, str], route: Callable[[str], str | None]) -> ServerSpan | None:
+def server(
+    method: str, target: str, headers: Mapping[str, str], route: Callable[[str], str | None]
+) -> ServerSpan | None:
     """A SERVER span for one request, child of its ``traceparent`` header; None when tracing is off or for probes."""
     tracer = _tracer
-    if tracer is None or path in UNTRACED_PATHS:
+    if tracer is None:
+        return None
+    path = urlsplit(target).path
+    if path in UNTRACED_PATHS:
         return None
     from opentelemetry.trace import SpanKind
 
