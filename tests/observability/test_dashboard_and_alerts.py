@@ -255,3 +255,15 @@ def _sampler() -> Callable[[str, dict[str, str]], float | None]:
         return next((s.value for s in samples if s.name == name and s.labels == labels), None)
 
     return value
+
+
+def test_the_operator_chart_serves_the_metrics_the_alerts_need_and_can_turn_them_off() -> None:
+    case = next(c for c in charts.CASES if c.chart == charts.OPERATOR_CHART and c.label == "defaults")
+    (deployment,) = charts.by_kind(charts.render(case), "Deployment").values()
+    container = deployment["spec"]["template"]["spec"]["containers"][0]
+    assert "--metrics-port=9090" in container["args"]
+    assert {"name": "metrics", "containerPort": 9090, "protocol": "TCP"} in container["ports"]
+    (deployment,) = charts.by_kind(charts.render(case, values={"metricsPort": 0}), "Deployment").values()
+    container = deployment["spec"]["template"]["spec"]["containers"][0]
+    assert not [a for a in container["args"] if a.startswith("--metrics-port")]
+    assert [p["name"] for p in container["ports"]] == ["health"]

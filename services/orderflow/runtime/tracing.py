@@ -23,6 +23,7 @@ get a fresh ``traceparent`` per hop, as they always did. The SDK reads the rest 
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Callable, Mapping, Sequence
 from types import TracebackType
@@ -133,10 +134,15 @@ def _parent(traceparent: str | bytes | None) -> Any:
     """An OpenTelemetry ``Context`` whose parent is ``traceparent``; None (a new trace) when it is missing or bad."""
     if not traceparent:
         return None
+    value = traceparent.decode("ascii", "replace") if isinstance(traceparent, bytes) else traceparent
+    return _propagator().extract({"traceparent": value})
+
+
+@functools.cache
+def _propagator() -> Any:
     from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
-    value = traceparent.decode("ascii", "replace") if isinstance(traceparent, bytes) else traceparent
-    return TraceContextTextMapPropagator().extract({"traceparent": value})
+    return TraceContextTextMapPropagator()
 
 
 def _header(headers: Sequence[tuple[str, Any]], name: str) -> Any:
