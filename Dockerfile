@@ -12,9 +12,9 @@ ENV PIP_NO_CACHE_DIR=1 \
 WORKDIR /src
 RUN python -m venv /opt/orderflow
 COPY pyproject.toml ./
-# The runtime dependencies (and the operator's), read from pyproject.toml: every dependency ships a wheel, so no
+# The runtime dependencies (and the operator's and tracing's), read from pyproject.toml: every dependency ships a wheel, so no
 # compiler is needed. Pinned by the ranges in pyproject.toml, which hadolint cannot see through a file.
-RUN python -c 'import tomllib; p = tomllib.load(open("pyproject.toml", "rb"))["project"]; print("\n".join(p["dependencies"] + p["optional-dependencies"]["operator"]))' > requirements.txt \
+RUN python -c 'import tomllib; p = tomllib.load(open("pyproject.toml", "rb"))["project"]; print("\n".join(p["dependencies"] + p["optional-dependencies"]["operator"] + p["optional-dependencies"]["tracing"]))' > requirements.txt \
     && /opt/orderflow/bin/pip install --no-cache-dir --only-binary=:all: -r requirements.txt
 COPY README.md ./
 COPY services/orderflow ./services/orderflow

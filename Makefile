@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml services/devtools/pyproject.toml 2>/dev/null | sha1sum | cut -c1-12)
 export PACT_DO_NOT_TRACK := true
 
-.PHONY: help venv demo test e2e bench bench-services bench-operator lint prereqs contracts contracts-verify contracts-generate kafka-start kafka-stop clean
+.PHONY: help venv demo test e2e screenshot bench bench-services bench-operator lint prereqs contracts contracts-verify contracts-generate kafka-start kafka-stop clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 16
@@ -23,9 +23,10 @@ $(STAMP): pyproject.toml services/devtools/pyproject.toml
 demo: venv ## run the four services on a local Kafka and place a batch of orders
 	$(BIN)/orderflow demo
 
-prereqs: venv ## fetch/build/install what the tests need: Kafka, kube-apiserver+etcd+kubectl, AsyncAPI, PostgreSQL
+prereqs: venv ## fetch/build/install what the tests need: Kafka, kube-apiserver+etcd+kubectl, Jaeger, AsyncAPI, PostgreSQL
 	$(BIN)/python -c 'from orderflow_dev.kafka import ensure_jars; print("kafka jars:", ensure_jars())'
 	bash tests/envtest/build.sh
+	bash tests/jaeger/build.sh
 	bash contracts/tools/install-asyncapi.sh
 	bash tests/support/install-postgres.sh
 	$(BIN)/python -m tests.deploy.skaffold_schema
@@ -36,6 +37,10 @@ test: prereqs ## run the whole test suite against real Kafka and a real kube-api
 e2e: prereqs ## the whole product on a real kind cluster, deployed by skaffold (see tests/e2e/README.md)
 	bash tests/e2e/cluster/up.sh
 	$(BIN)/python -m pytest -m e2e tests/e2e --timeout=1800 -rA
+
+screenshot: prereqs ## one order's trace from a real Jaeger, drawn and photographed by headless Chromium: docs/order-trace.png
+	bash tests/tracing/install-chromium.sh
+	$(BIN)/python -m pytest -m screenshot tests/tracing/test_screenshot.py -rA
 
 bench: venv ## all benchmarks; figures are ratios to a baseline measured in the same run
 	$(BIN)/python -m bench

@@ -25,7 +25,12 @@ from orderflow_dev.stack import Stack
 
 # The component behind each fixture, and so the marker every test that uses it (directly or through another fixture)
 # must carry: `pytest -m "not kafka and not postgres and not envtest"` has to run with none of them.
-COMPONENT_MARKERS = {"kafka_bootstrap": "kafka", "postgres_server": "postgres", "envtest": "envtest"}
+COMPONENT_MARKERS = {
+    "kafka_bootstrap": "kafka",
+    "postgres_server": "postgres",
+    "envtest": "envtest",
+    "jaeger": "jaeger",
+}
 
 
 def unmarked_component_tests(items: list[pytest.Item]) -> list[str]:

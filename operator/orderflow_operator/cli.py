@@ -44,6 +44,12 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="URL",
         help="serve a liveness endpoint, e.g. http://0.0.0.0:8080/healthz",
     )
+    parser.add_argument(
+        "--metrics-port",
+        type=int,
+        metavar="PORT",
+        help="serve Prometheus metrics (each flow's lag, targets, replicas, stuck orders) on 0.0.0.0:PORT/metrics",
+    )
     parser.add_argument("--kubeconfig", help="kubeconfig file (default: in-cluster, then $KUBECONFIG)")
     parser.add_argument("--log-format", choices=["plain", "full", "json"], default="full")
     level = parser.add_mutually_exclusive_group()
@@ -76,7 +82,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     if args.kubeconfig:
         os.environ[KUBECONFIG_ENV] = args.kubeconfig
-    from orderflow_operator import handlers  # noqa: F401 - registers the handlers
+    from orderflow_operator import handlers, metrics  # noqa: F401 - importing handlers registers them
+
+    if args.metrics_port is not None:
+        metrics.serve(args.metrics_port)
 
     # kopf's documented way to name the operator; without it kopf asks the passwd database (see identity()).
     os.environ["POD_ID"] = identity()

@@ -21,7 +21,7 @@ from typing import Any, Protocol
 
 from confluent_kafka.admin import AdminClient
 
-from orderflow_operator import conditions, errors, flowhealth, offsets, rates, scaling, spec
+from orderflow_operator import conditions, errors, flowhealth, metrics, offsets, rates, scaling, spec
 from orderflow_operator.conditions import Condition, Status, Type
 
 __all__ = [
@@ -237,6 +237,14 @@ async def tick(
         s.name: o.scaled for s, o in zip(flow.stages, outcomes, strict=True) if o.scaled is not None
     }
     ready = next(c for c in conds if c.type is Type.READY)
+    metrics.record(
+        namespace=namespace,
+        flow=str(meta.get("name")),
+        targets={s.name: (s.lag_per_replica, s.max_replicas) for s in flow.stages},
+        status=status,
+        ready=ready.status is Status.TRUE,
+        scaled=scaled,
+    )
     return TickResult(status=status, scaled=scaled, interval=flow.scaling.interval_seconds,
                       ready=ready.status is Status.TRUE)
 

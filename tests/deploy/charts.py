@@ -90,6 +90,14 @@ CASES = (
         "podDisruptionBudget": {"enabled": False},
         "networkPolicy": {"enabled": False},
     }),
+    # Traces to a collector, the Grafana dashboard and the alerts: everything observability turned on.
+    ChartCase(SERVICES_CHART, "orderflow", "observability", {
+        "tracing": {"enabled": True, "endpoint": "http://jaeger-collector.observability:4318",
+                    "sampler": "parentbased_traceidratio", "samplerArg": "0.25",
+                    "resourceAttributes": {"deployment.environment": "prod"}},
+        "monitoring": {"dashboard": {"enabled": True, "annotations": {"grafana_folder": "OrderFlow"}},
+                       "prometheusRule": {"enabled": True, "labels": {"release": "kube-prometheus-stack"}}},
+    }),
     ChartCase(OPERATOR_CHART, "orderflow-operator", "namespaced",
               {"watchNamespaces": ["orderflow", "shop"], "logLevel": "debug",
                "rbac": {"kafkaSecretNames": ["orderflow-kafka-librdkafka"]}}),

@@ -88,6 +88,17 @@ def test_status_conditions_printer_columns_and_flow_health(
             "state",
         } <= set(inventory)
         assert (inventory["lag"], inventory["partitions"], inventory["replicas"]) == (120, 3, 3)
+        # The same figures on the operator's /metrics, for the dashboard and the alerts.
+        stage = {"namespace": ns, "flow": "shop", "stage": "inventory"}
+        kit.wait_for(
+            lambda: operator_in.metric("orderflow_operator_flow_stuck_orders", {"namespace": ns, "flow": "shop"}) == 2,
+            timeout=5,
+            message="no stuck orders on /metrics",
+        )
+        assert operator_in.metric("orderflow_operator_stage_lag", stage) == 120
+        assert operator_in.metric("orderflow_operator_stage_lag_per_replica_target", stage) == 50
+        assert operator_in.metric("orderflow_operator_stage_partitions", stage) == 3
+        assert operator_in.metric("orderflow_operator_flow_in_flight_orders", {"namespace": ns, "flow": "shop"}) == 7
         assert inventory["lastScaleReason"] == "LagAboveTarget"
         stuck = kit.wait_event(api, ns, "shop", "StuckOrders", etype="Warning", timeout=10)
         assert "2 orders in flight longer than 90s" in stuck.message and "o-1" in stuck.message

@@ -68,3 +68,12 @@ app.kubernetes.io/managed-by: {{ .root.Release.Service }}
 {{- define "orderflow.kafkaEnvName" -}}
 {{- printf "ORDERFLOW_KAFKA_%s" (. | upper | replace "." "_" | replace "-" "_") }}
 {{- end }}
+
+{{/* A map as `key=value,key=value` (sorted by key): the form of OTEL_RESOURCE_ATTRIBUTES. */}}
+{{- define "orderflow.keyValues" -}}
+{{- $pairs := list }}
+{{- range $key := keys . | sortAlpha }}
+{{- $pairs = append $pairs (printf "%s=%v" $key (index $ $key)) }}
+{{- end }}
+{{- join "," $pairs }}
+{{- end }}

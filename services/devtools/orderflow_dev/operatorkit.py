@@ -294,6 +294,7 @@ class OperatorProcess:
         self.kubeconfig, self.log_path = kubeconfig, log_path
         self.namespaces = namespaces
         self.health_port = free_port()
+        self.metrics_port = free_port()
         self.proc: subprocess.Popen[bytes] | None = None
         self._log: Any = None
 
@@ -308,6 +309,7 @@ class OperatorProcess:
             *scope,
             f"--kubeconfig={self.kubeconfig}",
             f"--liveness=http://127.0.0.1:{self.health_port}/healthz",
+            f"--metrics-port={self.metrics_port}",
             "--log-format=full",
             "--verbose",
         ]
@@ -327,6 +329,15 @@ class OperatorProcess:
                 return bool(r.status == 200)
         except OSError:
             return False
+
+    def metric(self, name: str, labels: dict[str, str]) -> float | None:
+        """The current value of one series on the operator's ``/metrics``, None while it has none."""
+        from prometheus_client.parser import text_string_to_metric_families
+
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=5) as r:
+            text = r.read().decode()
+        samples = (s for family in text_string_to_metric_families(text) for s in family.samples)
+        return next((s.value for s in samples if s.name == name and s.labels == labels), None)
 
     @property
     def alive(self) -> bool:

@@ -21,7 +21,7 @@ from confluent_kafka import Consumer, KafkaException, Message, TopicPartition
 
 from orderflow.errors import Permanent, Retryable
 from orderflow.events import Delivery, Event, Poison, codec
-from orderflow.runtime import faults, inbox, outbox
+from orderflow.runtime import faults, inbox, outbox, tracing
 from orderflow.runtime.backoff import Backoff
 from orderflow.runtime.db import Store
 from orderflow.runtime.definition import Definition
@@ -261,13 +261,14 @@ def apply(
     This is the whole of "exactly-once effect" on an at-least-once transport; the consumer loop and the
     state-machine property tests both go through it.
     """
-    with store.write() as conn:
+    # The spans (when tracing is on) end after the commit: a rolled-back transaction's spans end as errors.
+    with tracing.consuming(definition.name) as spans, store.write() as conn:
         new = inbox.record_new(conn, tables["inbox"], events)
         tx = Tx(conn, service=definition.name, prefix=prefix)
         if definition.prepare is not None and new:
             definition.prepare(tx, new)
         for event in new:
-            tx.traceparent = event.traceparent
+            tx.traceparent = spans.start(event)
             definition.handlers[event.type](tx, event)
         outbox.append(conn, tables["outbox"], tx.pending)
         faults.reach("consumer.mid_batch")

@@ -14,6 +14,7 @@ from confluent_kafka import KafkaError, KafkaException, Producer
 
 from orderflow.errors import BrokerUnavailable
 from orderflow.events import isoformat, utcnow
+from orderflow.runtime import tracing
 
 HEADER_REASON: Final = "orderflow.dlq.reason"
 HEADER_DETAIL: Final = "orderflow.dlq.detail"
@@ -66,6 +67,16 @@ class DeadLetterPublisher:
                 (HEADER_SERVICE, self.service.encode()),
                 (HEADER_TIME, now),
             ]
+            tracing.dead_lettered(
+                service=self.service,
+                dlq_topic=self.topic,
+                reason=letter.reason,
+                detail=letter.detail,
+                topic=letter.topic,
+                partition=letter.partition,
+                offset=letter.offset,
+                headers=letter.headers,
+            )
             try:
                 self.producer.produce(
                     self.topic, value=letter.value, key=letter.key, headers=headers, on_delivery=on_delivery

@@ -18,6 +18,7 @@ from typing import Any, Final
 from urllib.parse import parse_qs, urlsplit
 
 from orderflow.errors import RequestError, Retryable
+from orderflow.runtime import tracing
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +70,11 @@ class Route:
 class Router:
     def __init__(self, routes: Sequence[Route]) -> None:
         self._routes = [(r.method, r.compiled(), r.endpoint) for r in routes]
+        self._templates = [(pattern, r.pattern) for (_, pattern, _), r in zip(self._routes, routes, strict=True)]
+
+    def route(self, path: str) -> str | None:
+        """The pattern (``/orders/{order_id}``) that ``path`` matches, for span names; None when none does."""
+        return next((template for pattern, template in self._templates if pattern.match(path)), None)
 
     def dispatch(self, method: str, target: str, headers: Mapping[str, str], body: bytes) -> Response:
         parts = urlsplit(target)
@@ -92,6 +98,14 @@ class Router:
         The server calls it for every request; tests call it in-process (starlette's TestClient idea), so request
         validation is checked without processes or a broker. ``headers`` are keyed in lower case.
         """
+        span = tracing.server(method, target, headers, self.route)
+        if span is None:
+            return self._respond(method, target, headers, body)
+        reply = self._respond(method, target, span.headers, body)
+        span.finish(reply[0])
+        return reply
+
+    def _respond(self, method: str, target: str, headers: Mapping[str, str], body: bytes) -> Reply:
         try:
             return encode(*self.dispatch(method, target, headers, body))
         except RequestError as e:

@@ -25,7 +25,7 @@ from sqlalchemy.engine import Connection
 
 from orderflow.errors import BrokerUnavailable, Retryable
 from orderflow.events import KafkaRecord, utcnow
-from orderflow.runtime import db, faults
+from orderflow.runtime import db, faults, tracing
 from orderflow.runtime.backoff import Backoff
 from orderflow.runtime.config import KafkaConfig, Settings
 from orderflow.runtime.db import Store
@@ -204,12 +204,16 @@ class Relay:
 
             return callback
 
+        spans = tracing.sending()  # None unless tracing is on
         for row in rows:
             headers = [(k, v.encode()) for k, v in json.loads(row.headers)]
+            callback = on_delivery(row.seq)
+            if spans is not None:
+                callback = spans.around(callback, topic=row.topic, headers=headers)
             while True:
                 try:
                     self.producer.produce(
-                        row.topic, value=row.value, key=row.msg_key, headers=headers, on_delivery=on_delivery(row.seq)
+                        row.topic, value=row.value, key=row.msg_key, headers=headers, on_delivery=callback
                     )
                     break
                 except BufferError:

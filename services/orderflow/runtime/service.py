@@ -19,7 +19,7 @@ from confluent_kafka.admin import AdminClient
 
 from orderflow.errors import Retryable
 from orderflow.events import catalog
-from orderflow.runtime import topics
+from orderflow.runtime import topics, tracing
 from orderflow.runtime.config import KafkaConfig, Settings
 from orderflow.runtime.consumer import ConsumerLoop
 from orderflow.runtime.context import Runtime
@@ -86,6 +86,7 @@ class Service:
 
     def start(self) -> None:
         s = self.settings
+        tracing.configure(self.definition.name)
         if s.create_topics:
             produced = [e.topic(s.topic_prefix) for e in catalog.produced_by(self.definition.name)]
             topics.ensure(
@@ -122,6 +123,7 @@ class Service:
         self.runtime.producer.flush(10)
         self.http.stop()
         self.runtime.store.dispose()
+        tracing.shutdown()
         log.info("%s stopped", self.definition.name)
 
     def run_forever(self) -> None:

@@ -13,7 +13,7 @@ from typing import Any
 from sqlalchemy.engine import Connection
 
 from orderflow.events import Event, KafkaRecord, OrderId, codec, utcnow
-from orderflow.events.event import child_traceparent
+from orderflow.runtime import tracing
 
 
 class Tx:
@@ -35,7 +35,7 @@ class Tx:
             data=dict(data),
             # Distinct, increasing times for the events of one transaction keep a timeline in causal order.
             time=self.now + timedelta(microseconds=len(self.emitted)),
-            traceparent=child_traceparent(self.traceparent),
+            traceparent=tracing.create(self.traceparent, service=self.service, event_type=event_type, subject=subject),
         )
         self.pending.append(codec.encode(event, prefix=self.prefix))
         self.emitted.append(event)
