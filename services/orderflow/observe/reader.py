@@ -8,6 +8,7 @@ errors become ``BrokerUnavailable`` here, in one place.
 from __future__ import annotations
 
 import concurrent.futures
+import time
 import uuid
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any, Final, cast
@@ -33,6 +34,7 @@ def headers_of(m: Message) -> list[tuple[str, bytes]]:
     pairs = cast(list[tuple[str, bytes | None]], m.headers() or [])
     return [(k, v) for k, v in pairs if v is not None]
 BATCH: Final = 5000
+POLL_S: Final = 0.05
 
 
 class Reader:
@@ -125,10 +127,16 @@ class Reader:
             return
         self.consumer.assign([TopicPartition(t, p, start) for (t, p), (start, _end) in todo.items()])
         try:
+            last_progress = time.monotonic()
             while todo:
-                messages = self.consumer.consume(num_messages=BATCH, timeout=self.timeout)
+                # consume(n, timeout) waits for n messages or the timeout: a short timeout, so that a range
+                # smaller than a batch costs no wait; the deadline only guards against a broker gone silent.
+                messages = self.consumer.consume(num_messages=BATCH, timeout=POLL_S)
                 if not messages:
-                    raise BrokerUnavailable(f"no messages within {self.timeout:g}s while reading {sorted(todo)}")
+                    if time.monotonic() - last_progress > self.timeout:
+                        raise BrokerUnavailable(f"no messages within {self.timeout:g}s while reading {sorted(todo)}")
+                    continue
+                last_progress = time.monotonic()
                 for m in messages:
                     tp = (m.topic() or "", m.partition() or 0)
                     err = m.error()
