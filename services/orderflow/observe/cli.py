@@ -11,11 +11,12 @@ import argparse
 import json
 import sys
 from collections.abc import Sequence
+from types import ModuleType
 
 from orderflow.errors import OrderFlowError
 from orderflow.events import catalog
 from orderflow.events.event import ORDER_ID_PATTERN
-from orderflow.observe import deadletters, render, target
+from orderflow.observe import deadletters, target
 from orderflow.observe.reader import Reader
 
 
@@ -37,6 +38,13 @@ def _dump(payload: object) -> None:
     print(json.dumps(payload, indent=2, default=str))
 
 
+def _render() -> ModuleType:
+    """The table renderer (rich), imported only when tables are printed: ``--json`` does without it."""
+    from orderflow.observe import render
+
+    return render
+
+
 def _trace(args: argparse.Namespace) -> int:
     from orderflow.observe import trace
 
@@ -50,7 +58,7 @@ def _trace(args: argparse.Namespace) -> int:
     if args.json:
         _dump(story.to_json())
     else:
-        render.print_trace(story)
+        _render().print_trace(story)
     return 0
 
 
@@ -63,7 +71,7 @@ def _flow(args: argparse.Namespace) -> int:
     if args.json:
         _dump(report.to_json())
     else:
-        render.print_flow(report)
+        _render().print_flow(report)
     return 1 if report.errors else 0
 
 
@@ -82,7 +90,7 @@ def _dlq(args: argparse.Namespace) -> int:
         if args.json:
             _dump([x.summary() for x in letters])
         else:
-            render.print_letters(letters)
+            _render().print_letters(letters)
         return 0
     if args.action == "show":
         if not letters:
@@ -92,7 +100,7 @@ def _dlq(args: argparse.Namespace) -> int:
             _dump([x.full() for x in letters])
         else:
             for x in letters:
-                render.print_letter(x)
+                _render().print_letter(x)
         return 0
     if not (args.all or args.service or args.reason or args.order or args.at):
         print("orderflow dlq replay: say which (--service, --reason, --order, --at) or --all", file=sys.stderr)
@@ -103,7 +111,7 @@ def _dlq(args: argparse.Namespace) -> int:
     if args.json:
         _dump([o.to_json() for o in outcomes])
     else:
-        render.print_outcomes(outcomes, dry_run=args.dry_run)
+        _render().print_outcomes(outcomes, dry_run=args.dry_run)
     refused = [o for o in outcomes if not o.replayed and "superseded" not in o.why]
     return 3 if refused else 0
 

@@ -105,6 +105,8 @@ class Reader:
     def committed(self, groups: Iterable[str], tps: Iterable[TP]) -> dict[tuple[str, str, int], int]:
         """Each group's committed offset on each partition it has committed (absent: never committed)."""
         wanted = [TopicPartition(t, p) for t, p in tps]
+        if not wanted:
+            return {}
         futures: dict[str, concurrent.futures.Future[Any]] = {}
         for group in groups:
             request = [ConsumerGroupTopicPartitions(group, wanted)]

@@ -310,7 +310,7 @@ def _answer(
         ahead, lag = positions.behind(service, trigger)
         return Wait(service, stage, _names(answers),
                     f"{service} has not seen {trigger.name} ({trigger.position}): its group lag there is {lag:,}"
-                    f" ({ahead:,} messages before it)", lag=lag)
+                    f" ({ahead:,} message{'' if ahead == 1 else 's'} before it)", lag=lag)
     view = trace.views.get(service, {})
     if view.get("error"):
         return Wait(service, stage, _names(answers),
