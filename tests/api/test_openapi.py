@@ -71,7 +71,7 @@ def test_schemathesis_finds_no_5xx_and_every_answer_is_documented(stack: Stack, 
                 "--phases", "examples,coverage,fuzzing",
                 "--report", "har", "--report-har-path", str(har),
             ],
-            capture_output=True, text=True, timeout=600,
+            capture_output=True, text=True, timeout=600, cwd=tmp_path,  # its cache of crashes goes there
         )
         if run.returncode != 0:
             failures.append(f"----- {service} -----\n{run.stdout}\n{run.stderr[-2000:]}")
