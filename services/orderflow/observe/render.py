@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from orderflow.events import catalog
@@ -51,27 +52,27 @@ def _view_line(service: str, view: dict[str, Any]) -> str:
 def print_trace(story: trace.Trace) -> None:
     out = console()
     status = story.status or "unknown to the order service"
-    out.print(f"[bold]{story.order_id}[/bold]  {status}   trace {', '.join(story.trace_ids) or '-'}")
+    out.print(f"[bold]{escape(story.order_id)}[/bold]  {escape(status)}   trace {', '.join(story.trace_ids) or '-'}")
     table = Table(title="events", title_justify="left")
     for column in ("time", "delay", "event", "producer", "position", "id", "dup"):
         table.add_column(column)
     for hop in story.events:
-        name = hop.name + (f" [red](poison: {hop.poison})[/red]" if hop.poison else "")
-        table.add_row(_when(hop.timestamp_ms), _delay(hop.delay_ms), name, hop.producer, hop.position, hop.id,
-                      str(hop.duplicates) if hop.duplicates else "")
+        name = escape(hop.name) + (f" [red](poison: {escape(hop.poison)})[/red]" if hop.poison else "")
+        table.add_row(_when(hop.timestamp_ms), _delay(hop.delay_ms), name, escape(hop.producer),
+                      escape(hop.position), escape(hop.id), str(hop.duplicates) if hop.duplicates else "")
     out.print(table)
     views = Table(title="each service's view", title_justify="left")
     views.add_column("service")
     views.add_column("says")
     for service, view in story.views.items():
-        views.add_row(service, _view_line(service, view))
+        views.add_row(service, escape(_view_line(service, view)))
     out.print(views)
     if story.dead_letters:
         out.print(letters_table(story.dead_letters, title="dead letters"))
     if story.waits:
         out.print("[bold yellow]where it waits[/bold yellow]")
         for wait in story.waits:
-            out.print(f"  {wait.sentence()}")
+            out.print(f"  {escape(wait.sentence())}")
     elif story.terminal:
         out.print("[green]settled: nothing is waiting[/green]")
     scanned = sum(story.scanned.values())
@@ -84,7 +85,8 @@ def letters_table(letters: list[deadletters.Letter], *, title: str = "dead lette
         table.add_column(column)
     for x in letters:
         name = catalog_name(x.event_type)
-        table.add_row(x.position, x.service, x.reason, x.key or "", name, x.origin, str(x.replays), x.detail[:120])
+        cells = (x.position, x.service, x.reason, x.key or "", name, x.origin, str(x.replays), x.detail[:120])
+        table.add_row(*(escape(c) for c in cells))
     return table
 
 
@@ -100,7 +102,7 @@ def print_letters(letters: list[deadletters.Letter]) -> None:
     by: dict[tuple[str, str], int] = {}
     for x in letters:
         by[(x.service, x.reason)] = by.get((x.service, x.reason), 0) + 1
-    out.print("  ".join(f"{s}/{r}: {n}" for (s, r), n in sorted(by.items())) or "no dead letters")
+    out.print(escape("  ".join(f"{s}/{r}: {n}" for (s, r), n in sorted(by.items())) or "no dead letters"))
 
 
 def print_letter(letter: deadletters.Letter) -> None:
@@ -130,8 +132,8 @@ def print_flow(report: flow.FlowReport) -> None:
     for column in ("stage", "group", "backlog", "arriving", "consumed", "topics"):
         table.add_column(column)
     for s in report.stages:
-        table.add_row(s.service, s.group, "?" if s.lag is None else f"{s.lag:,}", _rate(s.arrival_per_s),
-                      _rate(s.consume_per_s), s.error or ", ".join(s.topics))
+        table.add_row(s.service, escape(s.group), "?" if s.lag is None else f"{s.lag:,}", _rate(s.arrival_per_s),
+                      _rate(s.consume_per_s), escape(s.error or ", ".join(s.topics)))
     out.print(table)
     if report.stuck_by_stage:
         stuck = Table(title="stuck orders by the stage they wait on", title_justify="left")
@@ -139,9 +141,9 @@ def print_flow(report: flow.FlowReport) -> None:
         stuck.add_column("orders")
         stuck.add_column("")
         for stage, ids in report.stuck_by_stage.items():
-            stuck.add_row(stage, str(len(ids)), " ".join(ids[:5]) + (" ..." if len(ids) > 5 else ""))
+            stuck.add_row(escape(stage), str(len(ids)), " ".join(ids[:5]) + (" ..." if len(ids) > 5 else ""))
         out.print(stuck)
-    dead = "  ".join(f"{s}/{r}: {n}" for s, reasons in report.dead_letters.items() for r, n in reasons.items())
+    dead = escape("  ".join(f"{s}/{r}: {n}" for s, reasons in report.dead_letters.items() for r, n in reasons.items()))
     out.print(f"dead letters: {dead or 'none'}")
     for problem in report.errors:
-        out.print(f"[red]{problem}[/red]")
+        out.print(f"[red]{escape(problem)}[/red]")
