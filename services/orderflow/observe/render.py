@@ -43,7 +43,7 @@ def _view_line(service: str, view: dict[str, Any]) -> str:
     if service == "shipping":
         decided = body.get("outcome") or "undecided"
         reason = f" ({body['reason']})" if body.get("reason") else ""
-        return f"{decided}{reason}; heard stock {body.get('stock')}, payment {body.get('payment')}"
+        return f"{decided}{reason}; heard stock {body.get('stock') or '-'}, payment {body.get('payment') or '-'}"
     reason = f" ({body['reason']})" if body.get("reason") else ""
     what = "reservation" if service == "inventory" else "payment"
     return f"{what} {body.get('state')}{reason}"
