@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml services/devtools/pyproject.toml 2>/dev/null | sha1sum | cut -c1-12)
 export PACT_DO_NOT_TRACK := true
 
-.PHONY: help venv demo test e2e screenshot bench bench-services bench-operator lint prereqs contracts contracts-verify contracts-generate kafka-start kafka-stop clean
+.PHONY: help venv demo test e2e screenshot bench bench-services bench-operator bench-trace lint prereqs contracts contracts-verify contracts-generate kafka-start kafka-stop clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 16
@@ -47,6 +47,9 @@ bench: venv ## all benchmarks; figures are ratios to a baseline measured in the 
 
 bench-services: venv ## batched vs per-message consumer throughput; the demo on SQLite and PostgreSQL
 	$(BIN)/python -m bench services
+
+bench-trace: venv ## orderflow trace among 100,000 events of other orders, vs reading every partition
+	$(BIN)/python -m bench trace
 
 bench-operator: venv ## operator: lag-burst reaction time and a load ramp vs a KEDA-like baseline
 	$(BIN)/python -m bench operator

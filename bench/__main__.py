@@ -1,13 +1,13 @@
-"""``python -m bench [services|operator] [args...]`` (``make bench``): run one benchmark, or all with no name."""
+"""``python -m bench [services|operator|trace] [args...]`` (``make bench``): run one benchmark, or all with no name."""
 
 from __future__ import annotations
 
 import sys
 
-from bench import services
+from bench import services, trace
 from bench.operator import bench_reaction
 
-BENCHES = {"services": services.main, "operator": bench_reaction.main}
+BENCHES = {"services": services.main, "operator": bench_reaction.main, "trace": trace.main}
 
 
 def main(argv: list[str]) -> int:

@@ -5,8 +5,12 @@ stage's Deployment sized between its bounds, and to read the flow's health from 
 The public surface is :func:`main` (the ``orderflow operator`` command) and the pure scaling decision.
 """
 
-from orderflow_operator.cli import main
+from typing import TYPE_CHECKING, Any
+
 from orderflow_operator.scaling import Decision, Inputs, Policy, Reason, Recommendation, decide
+
+if TYPE_CHECKING:
+    from orderflow_operator.cli import main
 
 __all__ = [
     "Decision",
@@ -17,3 +21,13 @@ __all__ = [
     "decide",
     "main",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    # ``main`` needs kopf; the Kafka and flow-health readers (offsets, flowhealth, rates) do not, and the
+    # ``orderflow flow`` command imports them without paying for kopf.
+    if name == "main":
+        from orderflow_operator.cli import main
+
+        return main
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -65,6 +65,9 @@ def _delegate(command: str, argv: Sequence[str]) -> int:
     return int(module.main(list(argv)))
 
 
+# Sub-commands that read the flow (orderflow.observe): part of the product, they own their arguments too.
+OBSERVE = ("trace", "flow", "dlq")
+
 # The top-level modules whose absence means "the tooling is not installed" rather than "the tooling is broken".
 _TOOL_MODULES = ("orderflow_dev", "orderflow_operator", "pact", "kopf", "kubernetes", "yaml")
 
@@ -73,12 +76,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] in DELEGATED:
         return _delegate(argv[0], argv[1:])
+    if argv and argv[0] in OBSERVE:
+        from orderflow.observe import cli as observe
+
+        return observe.main(argv)
     parser = argparse.ArgumentParser(prog="orderflow", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True, metavar="command")
     run = sub.add_parser("run", help="run one service until SIGTERM")
     run.add_argument("service", choices=catalog.SERVICES)
     run.set_defaults(func=_run)
     sub.add_parser("operator", help="run the OrderFlow Kubernetes operator (kopf)")
+    sub.add_parser("trace", help="one order's whole story across the services, and where it waits")
+    sub.add_parser("flow", help="stuck orders by stage, per-stage backlog and rate, dead letters")
+    sub.add_parser("dlq", help="list|show|replay dead letters")
     sub.add_parser("demo", help="(dev tooling) run the four services on a local broker and place a batch of orders")
     sub.add_parser("kafka", help="(dev tooling) start|stop|status a local single-node Kafka broker")
     sub.add_parser("contracts", help="(dev tooling) verify the Pact message contracts and print the matrix")

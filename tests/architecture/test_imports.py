@@ -107,6 +107,9 @@ ALLOWED = {
     "orderflow.runtime": ("orderflow.errors", "orderflow.events"),
     **{f"orderflow.{s}": ("orderflow.errors", "orderflow.events", "orderflow.runtime") for s in SERVICES},
     "orderflow_operator": ("orderflow.errors",),
+    # The commands that read the flow: the event catalog, the runtime's config and DLQ format, and the operator's
+    # Kafka and flow-health readers (reused, not copied); never a service.
+    "orderflow.observe": ("orderflow.errors", "orderflow.events", "orderflow.runtime", "orderflow_operator"),
 }
 
 

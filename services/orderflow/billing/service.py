@@ -16,6 +16,7 @@ from typing import Any, Final
 
 import sqlalchemy as sa
 
+from orderflow.billing import api
 from orderflow.events import Event, OrderId, catalog, schemas
 from orderflow.runtime import Definition, Request, Response, Route, Runtime, Tx, db, endpoints
 from orderflow.runtime.http import body_validator, path_param
@@ -177,18 +178,8 @@ HANDLERS: Final = {
 
 # -- HTTP ------------------------------------------------------------------------------------------------------
 
-_CUSTOMER = re.compile(r"[A-Za-z0-9._-]{1,64}")
-_PUT_ACCOUNT = body_validator(
-    {
-        "type": "object",
-        "required": ["balance_minor", "currency"],
-        "additionalProperties": False,
-        "properties": {
-            "balance_minor": {"type": "integer", "minimum": 0, "maximum": 10**15},
-            "currency": {"type": "string", "pattern": "^[A-Z]{3}$"},
-        },
-    }
-)
+_CUSTOMER = re.compile(api.CUSTOMER_ID["pattern"])
+_PUT_ACCOUNT = body_validator(api.PUT_ACCOUNT)
 
 
 def _account_json(row: sa.Row[Any]) -> dict[str, Any]:
@@ -221,9 +212,9 @@ def get_payment(rt: Runtime, request: Request) -> Response:
 
 def routes(rt: Runtime) -> list[Route]:
     return [
-        Route("GET", "/accounts/{customer_id}", functools.partial(get_account, rt)),
-        Route("PUT", "/accounts/{customer_id}", functools.partial(put_account, rt)),
-        Route("GET", "/payments/{order_id}", functools.partial(get_payment, rt)),
+        Route("GET", "/accounts/{customer_id}", functools.partial(get_account, rt), api.GET_ACCOUNT),
+        Route("PUT", "/accounts/{customer_id}", functools.partial(put_account, rt), api.PUT_ACCOUNT_DOC),
+        Route("GET", "/payments/{order_id}", functools.partial(get_payment, rt), api.GET_PAYMENT),
     ]
 
 

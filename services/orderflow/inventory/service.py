@@ -20,6 +20,7 @@ from typing import Any, Final
 import sqlalchemy as sa
 
 from orderflow.events import Event, OrderId, catalog, schemas
+from orderflow.inventory import api
 from orderflow.runtime import Definition, Request, Response, Route, Runtime, Tx, db, endpoints
 from orderflow.runtime.http import body_validator, path_param
 
@@ -205,14 +206,7 @@ HANDLERS: Final = {
 # -- HTTP ------------------------------------------------------------------------------------------------------
 
 _SKU = re.compile(schemas.SKU["pattern"])
-_PUT_STOCK = body_validator(
-    {
-        "type": "object",
-        "required": ["available"],
-        "additionalProperties": False,
-        "properties": {"available": {"type": "integer", "minimum": 0, "maximum": 10**12}},
-    }
-)
+_PUT_STOCK = body_validator(api.PUT_STOCK)
 
 
 def _stock_json(row: sa.Row[Any]) -> dict[str, Any]:
@@ -252,10 +246,10 @@ def get_reservation(rt: Runtime, request: Request) -> Response:
 
 def routes(rt: Runtime) -> list[Route]:
     return [
-        Route("GET", "/stock", functools.partial(list_stock, rt)),
-        Route("GET", "/stock/{sku}", functools.partial(get_stock, rt)),
-        Route("PUT", "/stock/{sku}", functools.partial(put_stock, rt)),
-        Route("GET", "/reservations/{order_id}", functools.partial(get_reservation, rt)),
+        Route("GET", "/stock", functools.partial(list_stock, rt), api.LIST_STOCK),
+        Route("GET", "/stock/{sku}", functools.partial(get_stock, rt), api.GET_STOCK),
+        Route("PUT", "/stock/{sku}", functools.partial(put_stock, rt), api.PUT_STOCK_DOC),
+        Route("GET", "/reservations/{order_id}", functools.partial(get_reservation, rt), api.GET_RESERVATION),
     ]
 
 

@@ -20,7 +20,8 @@ from typing import Any, Final
 import sqlalchemy as sa
 
 from orderflow.errors import WriteConflict
-from orderflow.events import Event, catalog, isoformat, new_order_id, schemas
+from orderflow.events import Event, catalog, isoformat, new_order_id
+from orderflow.order import api
 from orderflow.runtime import Definition, Request, RequestError, Response, Route, Runtime, Tx, db, endpoints
 from orderflow.runtime.http import body_validator
 
@@ -166,20 +167,7 @@ HANDLERS: Final = {
 
 # -- HTTP ------------------------------------------------------------------------------------------------------
 
-MAX_DEADLINE_S: Final = 7 * 24 * 3600
-_NEW_ORDER = body_validator(
-    {
-        "type": "object",
-        "required": ["customer_id", "currency", "items"],
-        "additionalProperties": False,
-        "properties": {
-            "customer_id": {"type": "string", "pattern": "^[A-Za-z0-9._-]{1,64}$"},
-            "currency": {"type": "string", "pattern": "^[A-Z]{3}$"},
-            "items": schemas.ORDER_LINES,
-            "deadline_seconds": {"type": "number", "exclusiveMinimum": 0, "maximum": MAX_DEADLINE_S},
-        },
-    }
-)
+_NEW_ORDER = body_validator(api.NEW_ORDER)
 
 
 def _order_json(row: Any, events: Sequence[Any] | None = None) -> dict[str, Any]:
@@ -233,6 +221,11 @@ def _new_order_request(request: Request) -> tuple[dict[str, Any], str | None]:
     if len(set(skus)) != len(skus):
         raise RequestError(
             422, "each SKU may appear once in items; add up the quantities", details={"field": "body.items"}
+        )
+    if sum(line["quantity"] * line["unit_price_minor"] for line in body["items"]) > api.MAX_TOTAL_MINOR:
+        # Bounded: a larger total overflowed the database's 64-bit integer (a 500, found by fuzzing).
+        raise RequestError(
+            422, f"the order total exceeds {api.MAX_TOTAL_MINOR} minor units", details={"field": "body.items"}
         )
     key = request.headers.get("idempotency-key")
     if key is not None and not 1 <= len(key) <= 200:
@@ -339,8 +332,9 @@ def _stuck_after(rt: Runtime, request: Request) -> float:
         stuck_after = float(raw)
     except ValueError:
         raise RequestError(400, f"stuck_after_seconds={raw!r} is not a number") from None
-    if not stuck_after > 0:
-        raise RequestError(400, "stuck_after_seconds must be > 0")
+    if not 0 < stuck_after <= api.MAX_STUCK_AFTER_S:
+        # Bounded: a huge value would overflow the datetime arithmetic below (a 500).
+        raise RequestError(400, f"stuck_after_seconds must be > 0 and <= {api.MAX_STUCK_AFTER_S}")
     return stuck_after
 
 
@@ -368,10 +362,10 @@ def flow_health(rt: Runtime, request: Request) -> Response:
 
 def routes(rt: Runtime) -> list[Route]:
     return [
-        Route("POST", "/orders", functools.partial(create_order, rt)),
-        Route("GET", "/orders", functools.partial(order_counts, rt)),
-        Route("GET", "/orders/{order_id}", functools.partial(get_order, rt)),
-        Route("GET", "/flow", functools.partial(flow_health, rt)),
+        Route("POST", "/orders", functools.partial(create_order, rt), api.CREATE),
+        Route("GET", "/orders", functools.partial(order_counts, rt), api.LIST),
+        Route("GET", "/orders/{order_id}", functools.partial(get_order, rt), api.GET),
+        Route("GET", "/flow", functools.partial(flow_health, rt), api.FLOW_HEALTH),
     ]
 
 

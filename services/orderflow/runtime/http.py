@@ -18,7 +18,7 @@ from typing import Any, Final
 from urllib.parse import parse_qs, urlsplit
 
 from orderflow.errors import RequestError, Retryable
-from orderflow.runtime import tracing
+from orderflow.runtime import apidoc, tracing
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +62,8 @@ class Route:
     method: str
     pattern: str
     endpoint: Endpoint
+    # What it promises its clients: the source of the service's OpenAPI document (runtime/openapi.py).
+    doc: apidoc.Doc | None = None
 
     def compiled(self) -> re.Pattern[str]:
         return re.compile("^" + re.sub(r"\{(\w+)\}", r"(?P<\1>[^/]+)", self.pattern) + "$")
@@ -86,7 +88,8 @@ class Router:
             if route_method != method:
                 allowed.append(route_method)
                 continue
-            query = {k: v[-1] for k, v in parse_qs(parts.query).items()}
+            # Blank values are kept, so that ``?n=`` is refused as malformed rather than read as absent.
+            query = {k: v[-1] for k, v in parse_qs(parts.query, keep_blank_values=True).items()}
             return endpoint(Request(method, parts.path, match.groupdict(), query, headers, body))
         if allowed:
             raise RequestError(405, f"{method} is not allowed on {parts.path}; use {', '.join(sorted(allowed))}")
@@ -148,9 +151,15 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(payload)))
         self.end_headers()
-        self.wfile.write(payload)
+        if self.command != "HEAD":
+            self.wfile.write(payload)
 
-    do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = _serve
+    def __getattr__(self, name: str) -> Any:
+        # Every method reaches the router, which answers 405 (JSON, naming the allowed ones) where no route takes
+        # it; the standard library would answer one without a do_<METHOD> 501 with an HTML page (found by fuzzing).
+        if name.startswith("do_"):
+            return self._serve
+        raise AttributeError(name)
 
     def log_message(self, format: str, *args: Any) -> None:
         log.debug("http: " + format, *args)

@@ -19,7 +19,7 @@ from confluent_kafka.admin import AdminClient
 
 from orderflow.errors import Retryable
 from orderflow.events import catalog
-from orderflow.runtime import topics, tracing
+from orderflow.runtime import openapi, topics, tracing
 from orderflow.runtime.config import KafkaConfig, Settings
 from orderflow.runtime.consumer import ConsumerLoop
 from orderflow.runtime.context import Runtime
@@ -76,6 +76,7 @@ class Service:
             Route("GET", "/metrics", self._metrics),
             *definition.routes(self.runtime),
         ]
+        routes.append(openapi.route(definition.name, routes))
         self.http = HttpServer(host=settings.http_host, port=settings.http_port, routes=routes)
         self._ready = False
 

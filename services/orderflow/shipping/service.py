@@ -20,6 +20,7 @@ import sqlalchemy as sa
 
 from orderflow.events import Event, OrderId, catalog, isoformat, schemas
 from orderflow.runtime import Definition, Request, Response, Route, Runtime, Ticker, Tx, db, endpoints
+from orderflow.shipping import api
 
 log = logging.getLogger(__name__)
 
@@ -182,7 +183,7 @@ def get_shipment(rt: Runtime, request: Request) -> Response:
 
 
 def routes(rt: Runtime) -> list[Route]:
-    return [Route("GET", "/shipments/{order_id}", functools.partial(get_shipment, rt))]
+    return [Route("GET", "/shipments/{order_id}", functools.partial(get_shipment, rt), api.GET_SHIPMENT)]
 
 
 definition = Definition(

@@ -1,10 +1,10 @@
 """Everything in ``contracts/`` that is generated, regenerated together, and checked for drift.
 
 The pacts come from the consumers' expectations (run through their real code), the AsyncAPI document from the
-catalog, and the flow graph in ``contracts/README.md`` from the pacts. Committed copies are what reviewers see
-and what provider verification and Pact Broker publishing use; ``drift()`` regenerates everything into a scratch
-directory and reports each committed file whose contract content differs, so a changed consumer expectation is
-always a reviewed change.
+catalog, the services' OpenAPI documents from their routes (``openapi/<service>.json``), and the flow graph in
+``contracts/README.md`` from the pacts. Committed copies are what reviewers see and what provider verification
+and Pact Broker publishing use; ``drift()`` regenerates everything into a scratch directory and reports each
+committed file whose contract content differs, so a changed consumer expectation is always a reviewed change.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Final
 
 from orderflow.events import catalog
-from orderflow_dev.contracts import asyncapi, consumer, expectations, graph, pactfiles
+from orderflow_dev.contracts import asyncapi, consumer, expectations, graph, openapidocs, pactfiles
 
 ASYNCAPI_FILE: Final = "asyncapi.yaml"
 README_FILE: Final = "README.md"
@@ -58,7 +58,7 @@ def render_readme(text: str, directory: Path) -> str:
 
 
 def generate(directory: Path = pactfiles.CONTRACTS_DIR, *, readme_from: Path | None = None) -> list[Path]:
-    """Regenerate the pacts, the AsyncAPI document and the README's graph in ``directory``.
+    """Regenerate the pacts, the AsyncAPI and OpenAPI documents and the README's graph in ``directory``.
 
     Pact files of pairs that no longer exist are removed. The README is rewritten from ``readme_from`` (default:
     the one in ``directory``), keeping everything outside the generated block.
@@ -69,6 +69,7 @@ def generate(directory: Path = pactfiles.CONTRACTS_DIR, *, readme_from: Path | N
         stale.unlink()
     written = consumer.generate(directory)
     written.append(asyncapi.write(directory / ASYNCAPI_FILE))
+    written += openapidocs.write(directory)
     source = readme_from or directory / README_FILE
     readme = directory / README_FILE
     readme.write_text(render_readme(source.read_text(), directory))
@@ -106,5 +107,8 @@ def drift(directory: Path = pactfiles.CONTRACTS_DIR) -> list[str]:
                 continue
             problems += _diff(directory / name, fresh / name, name, pact=True)
         problems += _diff(directory / ASYNCAPI_FILE, fresh / ASYNCAPI_FILE, ASYNCAPI_FILE, pact=False)
+        for service in catalog.SERVICES:
+            name = f"{openapidocs.OPENAPI_DIR}/{service}.json"
+            problems += _diff(directory / name, fresh / name, name, pact=False)
         problems += _diff(directory / README_FILE, fresh / README_FILE, README_FILE, pact=False)
         return problems

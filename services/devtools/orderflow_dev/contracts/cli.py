@@ -192,7 +192,7 @@ def _parser() -> argparse.ArgumentParser:
     v.add_argument("-v", "--verbose", action="store_true", help="show the Pact verifier's own report")
     v.set_defaults(func=verify)
 
-    g = sub.add_parser("generate", help="regenerate the pacts, asyncapi.yaml and the README graph")
+    g = sub.add_parser("generate", help="regenerate the pacts, asyncapi.yaml, openapi/*.json and the README graph")
     g.add_argument("--dir", type=Path, default=default, help="contracts directory (default: %(default)s)")
     g.add_argument("-v", "--verbose", action="store_true")
     g.set_defaults(func=generate)
