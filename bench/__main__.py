@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import sys
 
-from bench import services
+from bench import rejoin, services
 from bench.operator import bench_reaction
+from orderflow_dev import chaos
 
-BENCHES = {"services": services.main, "operator": bench_reaction.main}
+BENCHES = {"services": services.main, "operator": bench_reaction.main, "rejoin": rejoin.main, "chaos": chaos.main}
 
 
 def main(argv: list[str]) -> int:
