@@ -7,6 +7,7 @@ outbox could hold them.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -72,3 +73,7 @@ def test_services_start_serve_and_recover_without_a_restart_when_the_broker_come
     finally:
         stack.stop()
         broker.close()
+    # Every line the services wrote through the outage is JSON, librdkafka's own among them.
+    for service in stack.processes():
+        records = [json.loads(line) for line in service.log_path.read_text().splitlines()]
+        assert any(r["logger"] == "orderflow.kafka" and r.get("client") for r in records), service.name
