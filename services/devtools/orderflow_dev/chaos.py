@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import itertools
+import math
 import random
 import tempfile
 import threading
@@ -59,10 +60,13 @@ class Result:
     latencies: list[float]
     longest_gap_s: float
     longest_stall_while_up_s: float
+    # Latencies of the orders accepted while the broker was down (kill to answering again), and of the others.
+    latencies_broker_down: list[float] = field(default_factory=list)
+    latencies_broker_up: list[float] = field(default_factory=list)
     violations: list[str] = field(default_factory=list)
 
-    def percentile(self, q: float) -> float:
-        ordered = sorted(self.latencies)
+    def percentile(self, q: float, latencies: list[float] | None = None) -> float:
+        ordered = sorted(self.latencies if latencies is None else latencies)
         return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else float("nan")
 
     @property
@@ -80,6 +84,10 @@ class Result:
                 "  outcomes: " + ", ".join(f"{k} {v}" for k, v in sorted(outcomes.items())),
                 f"  accepted -> terminal: p50 {self.percentile(0.5):.2f}s, p99 {self.percentile(0.99):.2f}s, "
                 f"max {max(self.latencies, default=0):.2f}s",
+                f"    accepted while the broker was up ({len(self.latencies_broker_up)}): "
+                f"p50 {self.percentile(0.5, self.latencies_broker_up):.2f}s, "
+                f"p99 {self.percentile(0.99, self.latencies_broker_up):.2f}s; while it was down "
+                f"({len(self.latencies_broker_down)}): p50 {self.percentile(0.5, self.latencies_broker_down):.2f}s",
                 f"  cancelled by the {self.scenario.deadline_s:.0f}s deadline: {self.cancelled_by_deadline} "
                 f"({100 * self.cancelled_by_deadline / max(1, n):.2f} %)",
                 f"  longest intake stall while the order service was up: {self.longest_stall_while_up_s:.2f}s "
@@ -131,6 +139,7 @@ class _Chaos:
         self.kills: Counter[str] = Counter()
         self.outages = _Outages()
         self.broker_outage_s = 0.0
+        self.broker_down = (math.inf, math.inf)  # monotonic (killed, answering again)
         self.failures: list[BaseException] = []
         self.lock = threading.Lock()
 
@@ -179,6 +188,7 @@ class _Chaos:
         self.stop.wait(self.scenario.broker_down_s)
         self.broker.start()
         self.broker_outage_s = time.monotonic() - killed
+        self.broker_down = (killed, time.monotonic())
 
 
 def _body(rng: random.Random, i: int, deadline_s: float) -> dict[str, Any]:
@@ -268,17 +278,21 @@ def run(scenario: Scenario, *, workdir: Path, say: Callable[[str], None] = print
                 invariants.check(stack, orders, initial_stock=SKUS, initial_balance=ACCOUNTS, timeout=60)
             except AssertionError as e:
                 violations.append(str(e))
-    latencies = [
-        (datetime.fromisoformat(o["terminal_at"]) - datetime.fromisoformat(o["created_at"])).total_seconds()
-        for o in orders.values()
-    ]
+    latency = {
+        oid: (datetime.fromisoformat(o["terminal_at"]) - datetime.fromisoformat(o["created_at"])).total_seconds()
+        for oid, o in orders.items()
+    }
+    down_from, down_to = chaos.broker_down
+    in_outage = {oid for oid, at in accepted.items() if down_from <= at <= down_to}
     longest, while_up = _stalls(list(accepted.values()), chaos.outages, started)
     return Result(
         scenario=scenario,
         orders=orders,
         kills=chaos.kills,
         broker_outage_s=chaos.broker_outage_s,
-        latencies=latencies,
+        latencies=list(latency.values()),
+        latencies_broker_down=[t for oid, t in latency.items() if oid in in_outage],
+        latencies_broker_up=[t for oid, t in latency.items() if oid not in in_outage],
         longest_gap_s=longest,
         longest_stall_while_up_s=while_up,
         violations=violations,
