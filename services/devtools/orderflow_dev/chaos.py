@@ -314,6 +314,12 @@ def main(argv: list[str]) -> int:
         broker_down_s=args.broker_down,
         broker_kill_at_s=defaults.broker_kill_at_s if args.broker_down > 0 else None,
     )
-    result = run(scenario, workdir=Path(tempfile.mkdtemp(prefix="orderflow-chaos-")))
+    workdir = Path(tempfile.mkdtemp(prefix="orderflow-chaos-"))
+    result = run(scenario, workdir=workdir)
+    with (workdir / "orders.csv").open("w") as out:  # for a closer look: when each order was decided, and how
+        out.write("order_id,created_at,terminal_at,status,reason\n")
+        for oid, o in sorted(result.orders.items(), key=lambda kv: kv[1]["created_at"]):
+            out.write(f"{oid},{o['created_at']},{o['terminal_at']},{o['status']},{o['reason'] or ''}\n")
     print(result.report())
+    print(f"  per-order outcomes: {workdir / 'orders.csv'}")
     return 1 if result.violations else 0
