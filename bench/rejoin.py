@@ -89,7 +89,8 @@ def main(argv: list[str]) -> int:
             results[mode] = rejoin_seconds(
                 bootstrap, MODES[mode], workdir=workdir / mode, repetitions=args.repetitions
             )
-            print(f"{mode:>14}: {', '.join(f'{t:.1f}s' for t in results[mode])}", flush=True)
+            shown = ", ".join(f"{t:.1f}s" if math.isfinite(t) else "never" for t in results[mode])
+            print(f"{mode:>14}: {shown}", flush=True)
     base = statistics.median(results["baseline"]) if "baseline" in results else None
     print(f"\nSIGKILL + immediate restart -> partitions consumed again (median of {args.repetitions})")
     for mode, times in results.items():
