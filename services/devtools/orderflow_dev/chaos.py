@@ -84,10 +84,17 @@ class Result:
                 "  outcomes: " + ", ".join(f"{k} {v}" for k, v in sorted(outcomes.items())),
                 f"  accepted -> terminal: p50 {self.percentile(0.5):.2f}s, p99 {self.percentile(0.99):.2f}s, "
                 f"max {max(self.latencies, default=0):.2f}s",
-                f"    accepted while the broker was up ({len(self.latencies_broker_up)}): "
-                f"p50 {self.percentile(0.5, self.latencies_broker_up):.2f}s, "
-                f"p99 {self.percentile(0.99, self.latencies_broker_up):.2f}s; while it was down "
-                f"({len(self.latencies_broker_down)}): p50 {self.percentile(0.5, self.latencies_broker_down):.2f}s",
+                *(
+                    [
+                        f"    accepted while the broker was up ({len(self.latencies_broker_up)}): "
+                        f"p50 {self.percentile(0.5, self.latencies_broker_up):.2f}s, "
+                        f"p99 {self.percentile(0.99, self.latencies_broker_up):.2f}s; while it was down "
+                        f"({len(self.latencies_broker_down)}): "
+                        f"p50 {self.percentile(0.5, self.latencies_broker_down):.2f}s"
+                    ]
+                    if self.latencies_broker_down
+                    else []
+                ),
                 f"  cancelled by the {self.scenario.deadline_s:.0f}s deadline: {self.cancelled_by_deadline} "
                 f"({100 * self.cancelled_by_deadline / max(1, n):.2f} %)",
                 f"  longest intake stall while the order service was up: {self.longest_stall_while_up_s:.2f}s "
