@@ -13,7 +13,7 @@ from collections.abc import Iterator
 import pytest
 from confluent_kafka import Producer
 
-from orderflow.runtime import kafkalog, logs
+from orderflow.runtime import http, kafkalog, logs
 from orderflow_dev.stack import free_port
 from orderflow_dev.wait import until
 
@@ -81,3 +81,21 @@ def test_repeated_messages_are_let_through_once_per_window_with_a_count(captured
 def test_the_threshold_maps_to_librdkafkas_syslog_level() -> None:
     assert kafkalog.KafkaLog(level="WARNING").config()["log_level"] == 4
     assert kafkalog.KafkaLog(level="DEBUG").config()["log_level"] == 7
+
+
+def test_a_client_that_hangs_up_is_logged_as_json_not_a_traceback_on_stderr(
+    capfd: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
+) -> None:
+    """Regression: socketserver printed a BrokenPipeError traceback to stderr when a client gave up waiting
+    (seen in the chaos run's order log), outside the JSON log stream."""
+    server = http.HttpServer(host="127.0.0.1", port=0, routes=[])
+    server.start()
+    try:
+        raise BrokenPipeError(32, "Broken pipe")
+    except BrokenPipeError:
+        with caplog.at_level(logging.INFO, logger=http.log.name):
+            server._server.handle_error(None, ("127.0.0.1", 1))
+    finally:
+        server.stop()
+    assert capfd.readouterr().err == ""
+    assert "went away" in caplog.text
