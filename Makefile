@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml services/devtools/pyproject.toml 2>/dev/null | sha1sum | cut -c1-12)
 export PACT_DO_NOT_TRACK := true
 
-.PHONY: help venv demo test e2e screenshot bench bench-services bench-operator bench-trace lint prereqs contracts contracts-verify contracts-generate kafka-start kafka-stop clean
+.PHONY: help venv demo test e2e screenshot bench bench-services bench-operator bench-trace chaos lint prereqs contracts contracts-verify contracts-generate kafka-start kafka-stop clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 16
@@ -63,6 +63,9 @@ contracts-verify: venv ## verify every consumer x provider pair and print the ma
 
 contracts-generate: venv ## regenerate the pacts, contracts/asyncapi.yaml and the flow graph (then review and commit)
 	$(BIN)/orderflow contracts generate
+
+chaos: venv ## SIGKILLs every ~3 s and a broker outage under 2,000 orders: p50/p99, deadline cancellations, stalls
+	$(BIN)/python -m bench chaos
 
 lint: venv ## ruff, then mypy --strict (its settings and files are in pyproject.toml)
 	$(BIN)/ruff check services operator tests bench

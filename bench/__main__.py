@@ -4,10 +4,17 @@ from __future__ import annotations
 
 import sys
 
-from bench import services, trace
+from bench import rejoin, services, trace
 from bench.operator import bench_reaction
+from orderflow_dev import chaos
 
-BENCHES = {"services": services.main, "operator": bench_reaction.main, "trace": trace.main}
+BENCHES = {
+    "services": services.main,
+    "operator": bench_reaction.main,
+    "trace": trace.main,
+    "rejoin": rejoin.main,
+    "chaos": chaos.main,
+}
 
 
 def main(argv: list[str]) -> int:

@@ -177,7 +177,11 @@ def test_each_service_gets_a_configuration_its_own_loader_accepts(label: str) ->
         database = next(e for e in container["env"] if e["name"] == "ORDERFLOW_DATABASE_URL")
         assert database["valueFrom"]["secretKeyRef"] == {"name": values["database"]["existingSecret"], "key": service}
         env["ORDERFLOW_DATABASE_URL"] = "postgresql://user:secret@db:5432/x"  # what the Secret would hold
+        replica = next(e for e in container["env"] if e["name"] == "ORDERFLOW_REPLICA_ID")
+        assert replica["valueFrom"] == {"fieldRef": {"fieldPath": "metadata.name"}}  # the Pod name
+        env["ORDERFLOW_REPLICA_ID"] = f"{name}-7d9f8b6c5-x2x4q"  # what the downward API would give
         settings = config.load(service, env)  # the service's own loader: refuses anything invalid
+        assert settings.replica_id == env["ORDERFLOW_REPLICA_ID"]
         assert settings.http_host == "0.0.0.0" and settings.http_port == 8080
         assert settings.topic_partitions == (values["topics"].get("partitions", 6))
         assert settings.group == f"{settings.topic_prefix}-{service}"

@@ -102,6 +102,7 @@ class PostgresServer:
         self.root: Path | None = None
         self.process: subprocess.Popen[bytes] | None = None
         self._user = _unprivileged_user()
+        self._settings: dict[str, str] = {}
 
     @property
     def admin_url(self) -> str:
@@ -139,28 +140,43 @@ class PostgresServer:
         if not self.durable:
             # A test server: a crash of the machine loses it anyway. Services still commit for real.
             settings |= {"fsync": "off", "synchronous_commit": "off", "full_page_writes": "off"}
+        self._settings = settings
         for attempt in range(3):  # a free port can be taken between probing and binding
             self.port = free_port()
-            args = [str(self.bin_dir / "postgres"), "-D", str(data), "-p", str(self.port)]
-            for key, value in settings.items():
-                args += ["-c", f"{key}={value}"]
-            log = open(self.root / "postgres.log", "ab")  # noqa: SIM115 - the child owns it
-            self.process = subprocess.Popen(
-                args,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                env=env,
-                cwd=self.root,
-                **self._as_server_user(),
-            )
-            log.close()
             try:
-                until(self._accepts, timeout=timeout, what=f"PostgreSQL on 127.0.0.1:{self.port}", interval=0.1)
+                self._launch(timeout)
                 return
             except PostgresUnavailable:
                 if attempt == 2:
                     raise
         raise AssertionError("unreachable")
+
+    def _launch(self, timeout: float) -> None:
+        assert self.root is not None
+        args = [str(self.bin_dir / "postgres"), "-D", str(self.root / "data"), "-p", str(self.port)]
+        for key, value in self._settings.items():
+            args += ["-c", f"{key}={value}"]
+        log = open(self.root / "postgres.log", "ab")  # noqa: SIM115 - the child owns it
+        self.process = subprocess.Popen(
+            args,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, "LC_ALL": "C.UTF-8", "TZ": "UTC"},
+            cwd=self.root,
+            **self._as_server_user(),
+        )
+        log.close()
+        until(self._accepts, timeout=timeout, what=f"PostgreSQL on 127.0.0.1:{self.port}", interval=0.1)
+
+    def halt(self) -> None:
+        """Stop the server ("fast" shutdown: sessions are cut) but keep its data and port, for :meth:`resume`."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGINT)
+            self.process.wait(30)
+
+    def resume(self, timeout: float = 60) -> None:
+        """Start a halted server again on the same data and port: a database restart, as clients see one."""
+        self._launch(timeout)
 
     def _initdb(self, data: Path, env: dict[str, str]) -> None:
         assert self.root is not None

@@ -137,6 +137,8 @@ class Stack:
                 "ORDERFLOW_DATA_DIR": str(workdir / "data"),
                 "ORDERFLOW_HTTP_PORT": str(free_port()),
                 "ORDERFLOW_LOG_LEVEL": "INFO",
+                # A stable identity, as a Pod name is: a restarted process rejoins its group as the same member.
+                "ORDERFLOW_REPLICA_ID": f"{name}-1",
                 **(env or {}),
             }
             if database_urls and name in database_urls:
@@ -166,7 +168,7 @@ class Stack:
         number = 2 + sum(1 for r in self.replicas if r.name == name)
         replica = ServiceProcess(
             name,
-            env={**primary.env, "ORDERFLOW_HTTP_PORT": str(free_port())},
+            env={**primary.env, "ORDERFLOW_HTTP_PORT": str(free_port()), "ORDERFLOW_REPLICA_ID": f"{name}-{number}"},
             log_path=self.workdir / f"{name}-{number}.log",
         )
         self.replicas.append(replica)

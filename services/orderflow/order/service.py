@@ -369,5 +369,7 @@ def routes(rt: Runtime) -> list[Route]:
     ]
 
 
-definition = Definition(name="order", metadata=metadata, handlers=HANDLERS, routes=routes)
+definition = Definition(
+    name="order", metadata=metadata, handlers=HANDLERS, routes=routes, ready_without_broker=True
+)
 

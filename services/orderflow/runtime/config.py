@@ -8,6 +8,7 @@ Any librdkafka setting can be passed as ``ORDERFLOW_KAFKA_<NAME>`` (dots become 
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,11 +23,18 @@ KafkaConfig: TypeAlias = dict[str, KafkaValue]
 DEFAULT_PORTS: Final = {"order": 8081, "inventory": 8082, "billing": 8083, "shipping": 8084}
 
 # Variables with a meaning of their own; every other ORDERFLOW_KAFKA_* is passed through to librdkafka.
-_KAFKA_RESERVED: Final = frozenset({"ORDERFLOW_KAFKA_BOOTSTRAP"})
+_KAFKA_RESERVED: Final = frozenset({"ORDERFLOW_KAFKA_BOOTSTRAP", "ORDERFLOW_KAFKA_LOG_LEVEL"})
+# Applied under every client's settings: after a broker restart, reconnect within a second, not librdkafka's 10 s.
+_KAFKA_DEFAULTS: Final[dict[str, KafkaValue]] = {"reconnect.backoff.max.ms": 1000}
+_LOG_LEVELS: Final = ("DEBUG", "INFO", "WARNING", "ERROR")
+REPLICA_ENV: Final = "ORDERFLOW_REPLICA_ID"
+# A replica id becomes a Kafka group.instance.id: at most 249 characters of [A-Za-z0-9._-]. A Pod name always fits.
+_REPLICA_ID: Final = re.compile(r"^[A-Za-z0-9._-]{1,249}$")
 
 
-def _default_data_dir() -> Path:
-    state = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+def _default_data_dir(env: Mapping[str, str]) -> Path:
+    """``$XDG_STATE_HOME/orderflow/data`` when that variable is set and not empty, else ``~/.local/state/...``."""
+    state = env.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
     return Path(state) / "orderflow" / "data"
 
 
@@ -51,6 +59,8 @@ class Settings:
     deadline_scan_ms: int = 250
     stuck_after_s: float = 60.0
     log_level: str = "INFO"
+    kafka_log_level: str = "WARNING"
+    replica_id: str = ""
 
     @property
     def group(self) -> str:
@@ -61,7 +71,13 @@ class Settings:
 
         ``defaults`` is positional-only so that no librdkafka name passed in ``required`` can be taken for it.
         """
-        return {**(defaults or {}), "bootstrap.servers": self.kafka_bootstrap, **self.kafka_options, **required}
+        return {
+            **_KAFKA_DEFAULTS,
+            **(defaults or {}),
+            "bootstrap.servers": self.kafka_bootstrap,
+            **self.kafka_options,
+            **required,
+        }
 
 
 def _int(env: Mapping[str, str], name: str, default: int, *, minimum: int = 0) -> int:
@@ -101,6 +117,14 @@ def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
     raise ConfigError(f"{name}={raw!r} is not a boolean (true/false)")
 
 
+def _level(env: Mapping[str, str], name: str, default: str) -> str:
+    level = (env.get(name) or default).strip().upper()
+    level = "WARNING" if level == "WARN" else level  # Log4j's spelling, as the local broker takes it
+    if level not in _LOG_LEVELS:
+        raise ConfigError(f"{name}={level!r} must be DEBUG, INFO, WARNING or ERROR")
+    return level
+
+
 def kafka_options(env: Mapping[str, str]) -> dict[str, str]:
     """librdkafka pass-through settings from ``ORDERFLOW_KAFKA_*``."""
     return {
@@ -124,11 +148,11 @@ def load(service: str, env: Mapping[str, str] | None = None) -> Settings:
         raise ConfigError(f"ORDERFLOW_TOPIC_PREFIX={prefix!r} must be non-empty and use only [A-Za-z0-9._-]")
     database_url = env.get("ORDERFLOW_DATABASE_URL", "").strip()
     if not database_url:
-        data_dir = Path(env.get("ORDERFLOW_DATA_DIR") or _default_data_dir())
+        data_dir = Path(env.get("ORDERFLOW_DATA_DIR") or _default_data_dir(env))
         database_url = f"sqlite:///{data_dir / f'{service}.db'}"
-    log_level = env.get("ORDERFLOW_LOG_LEVEL", "INFO").upper()
-    if log_level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
-        raise ConfigError(f"ORDERFLOW_LOG_LEVEL={log_level!r} must be DEBUG, INFO, WARNING or ERROR")
+    replica_id = env.get(REPLICA_ENV, "").strip()
+    if replica_id and not _REPLICA_ID.match(replica_id):
+        raise ConfigError(f"{REPLICA_ENV}={replica_id!r} must be 1-249 characters of [A-Za-z0-9._-] (a Pod name is)")
     return Settings(
         service=service,
         kafka_bootstrap=bootstrap,
@@ -146,5 +170,7 @@ def load(service: str, env: Mapping[str, str] | None = None) -> Settings:
         order_deadline_s=_float(env, "ORDERFLOW_ORDER_DEADLINE_S", 30.0),
         deadline_scan_ms=_int(env, "ORDERFLOW_DEADLINE_SCAN_MS", 250, minimum=10),
         stuck_after_s=_float(env, "ORDERFLOW_STUCK_AFTER_S", 60.0),
-        log_level=log_level,
+        log_level=_level(env, "ORDERFLOW_LOG_LEVEL", "INFO"),
+        kafka_log_level=_level(env, "ORDERFLOW_KAFKA_LOG_LEVEL", "WARNING"),
+        replica_id=replica_id,
     )

@@ -8,13 +8,14 @@ only: service -> consumer -> definition -> context -> store, outbox, tx.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from typing import Any
 
 import sqlalchemy as sa
 from confluent_kafka import Producer
 
-from orderflow.runtime import inbox, outbox
+from orderflow.runtime import identity, inbox, outbox
 from orderflow.runtime.config import Settings
 from orderflow.runtime.db import Store
 from orderflow.runtime.metrics import Metrics
@@ -33,21 +34,32 @@ class Runtime:
     """What handlers, routes and tickers of a running service can use."""
 
     def __init__(
-        self, *, service: str, metadata: sa.MetaData, settings: Settings, producer: Producer | None = None
+        self,
+        *,
+        service: str,
+        metadata: sa.MetaData,
+        settings: Settings,
+        producer: Producer | None = None,
+        kafka_hooks: Mapping[str, Any] | None = None,
     ) -> None:
-        """``producer`` replaces the relay's Kafka producer (e.g. one that must never be used, for contracts)."""
+        """``producer`` replaces the relay's Kafka producer (e.g. one that must never be used, for contracts);
+        ``kafka_hooks`` (``kafkalog.KafkaLog.config()``) are added to the settings of the one made here."""
         self.service = service
         self.settings = settings
         self.tables = runtime_tables(metadata)
         self.store = Store(settings.database_url, metadata)
         self.metrics = Metrics(service)
-        self.producer = producer if producer is not None else Producer(outbox.producer_config(settings))
+        if producer is None:
+            relay_id = {"client.id": f"orderflow-{service}-relay"}
+            producer = Producer({**outbox.producer_config(settings), **relay_id, **(kafka_hooks or {})})
+        self.producer = producer
         self.relay = outbox.Relay(
             store=self.store,
             outbox=self.tables["outbox"],
             lease=self.tables["outbox_lease"],
             producer=self.producer,
             metrics=self.metrics,
+            holder=identity.lease_holder(settings),
         )
 
     @contextmanager

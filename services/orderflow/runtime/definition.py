@@ -40,3 +40,6 @@ class Definition:
     routes: Callable[[Runtime], Sequence[Route]]
     tickers: Sequence[Ticker] = field(default_factory=tuple)
     prepare: Prepare | None = None
+    # Ready (``/readyz`` 200) while Kafka is down: its HTTP API needs only its database (the order service's
+    # intake, whose events wait in the outbox). The broker's state is still reported in the body.
+    ready_without_broker: bool = False

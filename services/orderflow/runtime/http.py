@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+import sys
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -172,6 +173,14 @@ class _Server(ThreadingHTTPServer):
     def __init__(self, address: tuple[str, int], router: Router) -> None:
         self.router = router
         super().__init__(address, _Handler)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """Through the JSON log, not socketserver's traceback on stderr; a client that hung up is no error."""
+        error = sys.exc_info()[1]
+        if isinstance(error, ConnectionError):
+            log.info("http: client %s went away before the answer: %s", client_address[0], error)
+        else:
+            log.exception("http: request from %s failed", client_address[0])
 
 
 class HttpServer:

@@ -20,6 +20,9 @@ _FIELDS: Final = (
     "offset",
     "reason",
     "count",
+    "facility",
+    "client",
+    "suppressed",
 )
 
 

@@ -33,7 +33,8 @@ from orderflow.runtime.metrics import Metrics
 
 log = logging.getLogger(__name__)
 
-LEASE_SECONDS: Final = 15.0
+# A dead relay's lease passes to another replica within this; a restarted one takes its own back at once.
+LEASE_SECONDS: Final = 6.0
 _LEASE_NAME: Final = "outbox-relay"
 # What a released lease says: expired long ago, whatever the clocks of the other replicas say.
 _EXPIRED: Final = datetime(2000, 1, 1, tzinfo=UTC)
@@ -99,7 +100,9 @@ class Relay:
         metrics: Metrics,
         batch_size: int = 1000,
         poll_interval: float = 0.25,
+        holder: str | None = None,
     ) -> None:
+        """``holder`` names the lease holder: the replica's stable identity (``identity.lease_holder``)."""
         self.store = store
         self.outbox = outbox
         self.lease = lease
@@ -107,7 +110,7 @@ class Relay:
         self.metrics = metrics
         self.batch_size = batch_size
         self.poll_interval = poll_interval
-        self.holder = f"{socket.gethostname()}:{os.getpid()}:{id(self):x}"
+        self.holder = holder or f"{socket.gethostname()}:{os.getpid()}:{id(self):x}"
         self._lease_until = 0.0
         self._wake = threading.Event()
         self.last_cycle = time.monotonic()

@@ -19,7 +19,7 @@ from confluent_kafka.admin import AdminClient
 
 from orderflow.errors import Retryable
 from orderflow.events import catalog
-from orderflow.runtime import openapi, topics, tracing
+from orderflow.runtime import identity, kafkalog, openapi, readiness, topics, tracing
 from orderflow.runtime.config import KafkaConfig, Settings
 from orderflow.runtime.consumer import ConsumerLoop
 from orderflow.runtime.context import Runtime
@@ -38,21 +38,26 @@ class Service:
     def __init__(self, definition: Definition, settings: Settings) -> None:
         self.definition = definition
         self.settings = settings
-        self.runtime = Runtime(service=definition.name, metadata=definition.metadata, settings=settings)
         self.stopping = threading.Event()
         self._threads: list[threading.Thread] = []
         self._tickers_alive: dict[str, float] = {}
-        consumer_required: KafkaConfig = {"group.id": settings.group, "enable.auto.commit": False}
-        self.consumer = Consumer(
-            settings.kafka_config(
-                {
-                    "auto.offset.reset": "earliest",
-                    "session.timeout.ms": 10000,
-                    "heartbeat.interval.ms": 1000,
-                    "client.id": f"orderflow-{definition.name}",
-                },
-                **consumer_required,
-            )
+        # Kafka's state, its clients' logs through ours, and the background set-up that needs no broker to start.
+        self.broker = readiness.BrokerState()
+        kafka_log = kafkalog.KafkaLog(level=settings.kafka_log_level, on_all_brokers_down=self._suspect_broker)
+        logging.getLogger(kafkalog.log.name).setLevel(settings.kafka_log_level)
+        hooks = kafka_log.config()
+        client_id = f"orderflow-{definition.name}"
+        self.runtime = Runtime(
+            service=definition.name, metadata=definition.metadata, settings=settings, kafka_hooks=hooks
+        )
+        self.consumer = Consumer({**identity.consumer_config(settings, client_id=client_id), **hooks})
+        dlq_required: KafkaConfig = {"acks": "all", "enable.idempotence": True, "client.id": f"{client_id}-dlq"}
+        dlq_producer = Producer({**settings.kafka_config(**dlq_required), **hooks})
+        self.link = readiness.KafkaLink(
+            admin=AdminClient({**settings.kafka_config(**{"client.id": f"{client_id}-admin"}), **hooks}),
+            state=self.broker,
+            stop=self.stopping,
+            idle_clients=[dlq_producer],
         )
         self.loop = ConsumerLoop(
             definition=definition,
@@ -61,7 +66,7 @@ class Service:
             store=self.runtime.store,
             tables=self.runtime.tables,
             dlq=DeadLetterPublisher(
-                producer=Producer(settings.kafka_config(acks="all", **{"enable.idempotence": True})),
+                producer=dlq_producer,
                 topic=catalog.dlq_topic(settings.topic_prefix, definition.name),
                 service=definition.name,
             ),
@@ -86,31 +91,49 @@ class Service:
         return sorted({catalog.get(t).topic(self.settings.topic_prefix) for t in self.definition.handlers})
 
     def start(self) -> None:
+        """Serve HTTP and run the periodic jobs at once; Kafka set-up, then consuming and relaying, follow in the
+        background (``readiness.KafkaLink``), however long the broker takes to answer."""
         s = self.settings
         tracing.configure(self.definition.name)
-        if s.create_topics:
-            produced = [e.topic(s.topic_prefix) for e in catalog.produced_by(self.definition.name)]
-            topics.ensure(
-                AdminClient(s.kafka_config()),
-                [*self.subscriptions(), *produced, catalog.dlq_topic(s.topic_prefix, self.definition.name)],
-                partitions=s.topic_partitions,
-                replication=s.topic_replication,
-            )
-        self.consumer.subscribe(self.subscriptions(), on_assign=self.loop.on_assign, on_revoke=self.loop.on_revoke)
         self.http.start()
-        self._spawn("relay", lambda: self.runtime.relay.run(self.stopping))
         for ticker in self.definition.tickers:
             self._spawn(f"ticker-{ticker.name}", functools.partial(self._tick, ticker))
-        self._spawn("consumer", lambda: self.loop.run(self.stopping))
+        self._spawn("kafka", self._connect)
         self._ready = True
         log.info(
-            "%s started: http on %s:%d, consuming %s as %s",
+            "%s started: http on %s:%d; connecting to Kafka at %s",
             self.definition.name,
             s.http_host,
             self.http.port,
-            ", ".join(self.subscriptions()),
-            s.group,
+            s.kafka_bootstrap,
         )
+
+    def _suspect_broker(self, reason: str) -> None:
+        self.link.suspect(reason)
+
+    def _connect(self) -> None:
+        if not self.link.set_up([("create topics", self._ensure_topics), ("subscribe", self._subscribe)]):
+            return
+        self._spawn("relay", lambda: self.runtime.relay.run(self.stopping))
+        self._spawn("consumer", lambda: self.loop.run(self.stopping))
+        log.info("%s consuming %s as %s", self.definition.name, ", ".join(self.subscriptions()), self.settings.group)
+        self.link.watch()
+
+    def _ensure_topics(self) -> None:
+        s = self.settings
+        if not s.create_topics:
+            return
+        produced = [e.topic(s.topic_prefix) for e in catalog.produced_by(self.definition.name)]
+        topics.ensure(
+            self.link.admin,
+            [*self.subscriptions(), *produced, catalog.dlq_topic(s.topic_prefix, self.definition.name)],
+            partitions=s.topic_partitions,
+            replication=s.topic_replication,
+            timeout=10,
+        )
+
+    def _subscribe(self) -> None:
+        self.consumer.subscribe(self.subscriptions(), on_assign=self.loop.on_assign, on_revoke=self.loop.on_revoke)
 
     def stop(self, drain_s: float = 5.0) -> None:
         """Finish the batch in hand, commit it, publish what the outbox holds (within ``drain_s``), close."""
@@ -118,7 +141,10 @@ class Service:
         self.stopping.set()
         for thread in self._threads:
             thread.join(timeout=60)
-        self.runtime.relay.drain(drain_s)
+        if self.broker.up:
+            self.runtime.relay.drain(drain_s)
+        else:
+            log.warning("Kafka unreachable: what the outbox holds is published at the next start")
         self.runtime.relay.release()
         self.consumer.close()
         self.runtime.producer.flush(10)
@@ -174,24 +200,38 @@ class Service:
 
     def _readyz(self, _request: Request) -> Response:
         problems: list[str] = []
+        kafka: list[str] = []  # what Kafka's state stops; a service ready without a broker only reports them
+        broker = self.broker.snapshot()
         if not self._ready:
             problems.append("not started or stopping")
+        if not self.link.connected.is_set():
+            kafka.append(f"setting up Kafka (topics, subscription), retrying: {broker.get('reason', '')}")
+        elif not self.broker.up:
+            kafka.append(f"Kafka unreachable: {broker.get('reason', '')}")
         elif not self.loop.joined.is_set():
             # Ready once the group has taken this replica in (its assignment may be empty: more replicas than
             # partitions), so that a client that waits for readiness does not wait out the first rebalance.
-            problems.append("waiting for the consumer group to assign partitions")
+            kafka.append("waiting for the consumer group to assign partitions")
         now = time.monotonic()
-        if now - self.loop.last_poll > LIVENESS_WINDOW_S:
-            problems.append(f"consumer has not polled for {now - self.loop.last_poll:.0f}s")
-        if now - self.runtime.relay.last_cycle > LIVENESS_WINDOW_S:
-            problems.append(f"outbox relay idle for {now - self.runtime.relay.last_cycle:.0f}s")
+        if self.link.connected.is_set():
+            if now - self.loop.last_poll > LIVENESS_WINDOW_S:
+                problems.append(f"consumer has not polled for {now - self.loop.last_poll:.0f}s")
+            if now - self.runtime.relay.last_cycle > LIVENESS_WINDOW_S:
+                problems.append(f"outbox relay idle for {now - self.runtime.relay.last_cycle:.0f}s")
         try:
             self.runtime.store.ping()
+            database = "up"
         except Retryable as e:
             problems.append(str(e))
+            database = "down"
+        if not self.definition.ready_without_broker:
+            problems += kafka
+        body: dict[str, Any] = {"kafka": broker, "database": database}
         if problems:
-            return 503, {"status": "not ready", "problems": problems}
-        return 200, {"status": "ready"}
+            return 503, {"status": "not ready", "problems": problems, **body}
+        if kafka:
+            return 200, {"status": "ready", "degraded": kafka, **body}
+        return 200, {"status": "ready", **body}
 
     def _metrics(self, _request: Request) -> tuple[int, Any]:
         return 200, self.runtime.metrics.exposition()
