@@ -31,8 +31,24 @@ _PROBE_BODY: Final = apidoc.obj(
         "problems": apidoc.described(
             {"type": "array", "items": {"type": "string"}}, "readyz, when not ready: what is missing, one line each"
         ),
+        "degraded": apidoc.described(
+            {"type": "array", "items": {"type": "string"}},
+            "readyz, when ready without Kafka (order service: orders wait in its outbox): what Kafka's state stops",
+        ),
+        "kafka": apidoc.described(
+            apidoc.obj(
+                {
+                    "state": apidoc.described({"enum": ["up", "down"]}, "the broker's state, from a metadata probe"),
+                    "for_seconds": apidoc.described({"type": "number"}, "how long it has been in that state"),
+                    "reason": apidoc.described({"type": "string"}, "when down: the last error"),
+                },
+                optional=("reason",),
+            ),
+            "readyz: the broker as this replica sees it",
+        ),
+        "database": apidoc.described({"enum": ["up", "down"]}, "readyz: whether the database answers"),
     },
-    optional=("dead_threads", "problems"),
+    optional=("dead_threads", "problems", "degraded", "kafka", "database"),
 )
 
 # The routes every service gets from the runtime (runtime/service.py), by (method, path).
@@ -48,7 +64,8 @@ RUNTIME_DOCS: Final[Mapping[tuple[str, str], apidoc.Doc]] = {
     ),
     ("GET", "/readyz"): apidoc.Doc(
         "readyz",
-        "Readiness: the database answers, the consumer group has taken this replica in, the loops run",
+        "Readiness: the database answers, Kafka is set up and the consumer group has taken this replica in, the loops "
+        "run (the order service stays ready while Kafka is down: `degraded` says so)",
         [
             apidoc.Reply(200, "Ready to serve.", _PROBE_BODY),
             apidoc.Reply(503, "Not ready; `problems` says why.", _PROBE_BODY),
