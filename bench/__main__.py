@@ -1,13 +1,13 @@
-"""``python -m bench [services|operator] [args...]`` (``make bench``): run one benchmark, or all with no name."""
+"""``python -m bench [saga|services|operator] [args...]`` (``make bench``): run one benchmark, or all with no name."""
 
 from __future__ import annotations
 
 import sys
 
-from bench import services
+from bench import saga, services
 from bench.operator import bench_reaction
 
-BENCHES = {"services": services.main, "operator": bench_reaction.main}
+BENCHES = {"saga": saga.main, "services": services.main, "operator": bench_reaction.main}
 
 
 def main(argv: list[str]) -> int:
