@@ -151,20 +151,28 @@ def http_steady(stack: Stack, *, rate: float, seconds: float) -> Latency:
     started = time.monotonic() + 0.2
     lock = threading.Lock()
     ids: list[str] = []
+    failed: list[str] = []
 
     def place(i: int) -> None:
         delay = started + i / rate - time.monotonic()
         if delay > 0:
             time.sleep(delay)  # pacing an open-loop load generator, not a synchronisation
-        order = stack.place_order(CUSTOMERS[i % len(CUSTOMERS)], _items(i))
+        try:
+            order = stack.place_order(CUSTOMERS[i % len(CUSTOMERS)], _items(i))
+        except (OSError, AssertionError) as e:  # a timeout, or an error status: counted, reported
+            with lock:
+                failed.append(f"{type(e).__name__}: {e}")
+            return
         with lock:
             ids.append(str(order["order_id"]))
 
-    with ThreadPoolExecutor(32) as pool:
+    with ThreadPoolExecutor(64) as pool:
         list(pool.map(place, range(total)))
     lag = time.monotonic() - (started + total / rate)
     if lag > 1:
-        print(f"    (the load generator fell {lag:.1f}s behind its schedule)")
+        print(f"    (the load generator fell {lag:.1f}s behind its schedule: the service did not keep up)")
+    if failed:
+        print(f"    ({len(failed)} of {total} POST /orders failed, e.g. {failed[0]})")
     return _latency([_accepted_to_terminal(o) for o in _settled(stack, ids).values()])
 
 

@@ -10,8 +10,8 @@ from __future__ import annotations
 import logging
 import sqlite3
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -143,10 +143,24 @@ class Store:
             raise
 
     @contextmanager
-    def write(self) -> Iterator[Connection]:
-        """A read-write transaction, committed when the block ends without an exception."""
-        with self._mapped(), self.engine.connect() as conn, conn.begin():
-            yield conn
+    def write(self, *, around_commit: Callable[[], AbstractContextManager[None]] | None = None) -> Iterator[Connection]:
+        """A read-write transaction, committed when the block ends without an exception.
+
+        ``around_commit`` gives a context that the COMMIT runs inside (the outbox's handover to its relay).
+        """
+        with self._mapped(), self.engine.connect() as conn:
+            if around_commit is None:
+                with conn.begin():
+                    yield conn
+                return
+            transaction = conn.begin()
+            try:
+                yield conn
+            except BaseException:
+                transaction.rollback()
+                raise
+            with around_commit():
+                transaction.commit()
 
     @contextmanager
     def read(self) -> Iterator[Connection]:
