@@ -58,7 +58,8 @@ def _play(
                 if m.error():
                     continue
                 headers = dict(m.headers() or [])
-                event_type = (headers.get("ce_type") or b"").decode()
+                raw_type = headers.get("ce_type") or b""
+                event_type = raw_type.decode() if isinstance(raw_type, bytes) else raw_type
                 body = json.loads(m.value() or b"{}")
                 key = m.key() or b""
                 if role in answers and event_type == catalog.ORDER_CREATED:

@@ -39,7 +39,9 @@ def runtime(tmp_path: Path, kafka_bootstrap: str, unique_prefix: str) -> Iterato
         database_url=f"sqlite:///{tmp_path / 'billing.db'}",
         topic_prefix=unique_prefix,
     )
-    topics.ensure(AdminClient({"bootstrap.servers": kafka_bootstrap}), [_topic(unique_prefix)], partitions=3, replication=1)
+    topics.ensure(
+        AdminClient({"bootstrap.servers": kafka_bootstrap}), [_topic(unique_prefix)], partitions=3, replication=1
+    )
     rt = Runtime(service="billing", metadata=billing.metadata, settings=settings)
     yield rt
     rt.producer.flush(10)

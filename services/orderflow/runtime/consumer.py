@@ -258,10 +258,12 @@ class ConsumerLoop:
             return
         if asynchronous:
             self.applied.update(offsets)
+        positions = [TopicPartition(t, p, o + 1) for (t, p), o in offsets.items()]
         try:
-            self.consumer.commit(
-                offsets=[TopicPartition(t, p, o + 1) for (t, p), o in offsets.items()], asynchronous=asynchronous
-            )
+            if asynchronous:
+                self.consumer.commit(offsets=positions, asynchronous=True)
+            else:
+                self.consumer.commit(offsets=positions, asynchronous=False)
         except KafkaException as e:
             # The state is committed; the worst case is a redelivery that the inbox absorbs.
             log.warning("offset commit failed (the batch will be redelivered and skipped): %s", e)

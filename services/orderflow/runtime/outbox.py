@@ -28,7 +28,6 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
 import orjson
-
 import sqlalchemy as sa
 from confluent_kafka import KafkaError, KafkaException, Producer
 from sqlalchemy.engine import Connection
@@ -59,7 +58,7 @@ class Row:
     topic: str
     key: bytes
     value: bytes
-    headers: list[tuple[str, bytes]]
+    headers: list[tuple[str, str | bytes | None]]
 
 
 def tables(metadata: sa.MetaData) -> tuple[sa.Table, sa.Table]:
@@ -250,7 +249,7 @@ class Relay:
                 .limit(self.batch_size + len(handed))
             ).all()
         return [
-            Row(r.seq, r.topic, r.msg_key, r.value, [(k, v.encode()) for k, v in orjson.loads(r.headers)])
+            Row(r.seq, r.topic, r.msg_key, r.value, [(str(k), str(v).encode()) for k, v in orjson.loads(r.headers)])
             for r in found
             if r.seq not in handed
         ][: self.batch_size]

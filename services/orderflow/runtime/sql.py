@@ -101,7 +101,7 @@ class Prepared:
         if not params:
             return
         compiled = self._compiled(conn.dialect, tuple(sorted(params[0])))
-        bound = [compiled.parameters(p) for p in params]
+        bound: Any = [compiled.parameters(p) for p in params]
         cursor = conn.connection.cursor()
         try:
             cursor.executemany(compiled.sql, bound)
@@ -145,6 +145,6 @@ def _compile(statement: sa.Executable, dialect: Dialect, keys: tuple[str, ...]) 
     result: tuple[Callable[[Any], Any] | None, ...] = ()
     if isinstance(statement, sa.Select):
         columns = compiled._result_columns
-        row = namedtuple("Row", [c.keyname for c in columns])  # type: ignore[misc]  # noqa: PYI024
+        row = namedtuple("Row", [c.keyname for c in columns])  # type: ignore[misc,no-redef]
         result = tuple(c.type._cached_result_processor(dialect, None) for c in columns)
     return _Compiled(compiled.string, tuple(binds), bool(dialect.positional), row, result)
