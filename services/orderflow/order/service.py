@@ -116,6 +116,13 @@ _CONCLUDE = sql.Prepared(
     .values(status=_B("p_status"), reason=_B("p_reason"), terminal_at=_B("p_now"))
 )
 _STATUS = sql.Prepared(sa.select(orders.c.status).where(orders.c.order_id == _B("p_order_id")))
+_ORDER = sql.Prepared(sa.select(orders).where(orders.c.order_id == _B("p_order_id")))
+_TIMELINE_OF = sql.Prepared(
+    sa.select(timeline)
+    .where(timeline.c.order_id == _B("p_order_id"))
+    .order_by(timeline.c.time, timeline.c.recorded_at)
+)
+_INSERT_ORDER = sql.Prepared(orders.insert())
 
 
 def _record(tx: Tx, event: Event) -> bool:
@@ -223,13 +230,10 @@ def _request_hash(body: dict[str, Any]) -> str:
 
 def _load(conn: sa.Connection, order_id: str) -> dict[str, Any] | None:
     """The order's JSON with its timeline, or None when there is no such order."""
-    row = conn.execute(sa.select(orders).where(orders.c.order_id == order_id)).first()
+    row = _ORDER.run(conn, {"p_order_id": order_id}).first()
     if row is None:
         return None
-    events = conn.execute(
-        sa.select(timeline).where(timeline.c.order_id == order_id).order_by(timeline.c.time, timeline.c.recorded_at)
-    ).all()
-    return _order_json(row, events)
+    return _order_json(row, _TIMELINE_OF.run(conn, {"p_order_id": order_id}).rows)
 
 
 def _new_order_request(request: Request) -> tuple[dict[str, Any], str | None]:
@@ -265,17 +269,18 @@ def _place(tx: Tx, body: dict[str, Any], *, deadline_s: float) -> Event:
     order_id = new_order_id()
     deadline = tx.now + timedelta(seconds=float(body.get("deadline_seconds", deadline_s)))
     total = sum(int(line["quantity"]) * int(line["unit_price_minor"]) for line in body["items"])
-    tx.conn.execute(
-        orders.insert().values(
-            order_id=order_id,
-            customer_id=body["customer_id"],
-            items=json.dumps(body["items"]),
-            total_minor=total,
-            currency=body["currency"],
-            status=PENDING,
-            created_at=tx.now,
-            deadline=deadline,
-        )
+    _INSERT_ORDER.run(
+        tx.conn,
+        {
+            "order_id": order_id,
+            "customer_id": body["customer_id"],
+            "items": json.dumps(body["items"]),
+            "total_minor": total,
+            "currency": body["currency"],
+            "status": PENDING,
+            "created_at": tx.now,
+            "deadline": deadline,
+        },
     )
     event = tx.emit(
         catalog.ORDER_CREATED,

@@ -7,8 +7,10 @@ code runs on both. Every write goes through ``Store.write()``, which maps "busy 
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import sqlite3
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
@@ -105,6 +107,10 @@ class Store:
         self.engine = create_engine(url)
         self.metadata = metadata
         self.dialect = self.engine.dialect.name
+        # SQLite has one writer at a time. Writers of this process queue here rather than in SQLite's busy
+        # handler, which polls with sleeps growing to 100 ms: under contention (HTTP requests, the consumer, the
+        # relay) those sleeps, not the work, were the latency. Other processes still meet the busy timeout.
+        self._writer: threading.RLock | None = threading.RLock() if self.dialect == "sqlite" else None
         self._create_tables()
 
     def _create_tables(self) -> None:
@@ -148,7 +154,7 @@ class Store:
 
         ``around_commit`` gives a context that the COMMIT runs inside (the outbox's handover to its relay).
         """
-        with self._mapped(), self.engine.connect() as conn:
+        with self._mapped(), self._writer or contextlib.nullcontext(), self.engine.connect() as conn:
             if around_commit is None:
                 with conn.begin():
                     yield conn
