@@ -212,9 +212,17 @@ class Relay:
                 self._handed = []  # they are in the table: the lease holder's scan publishes them
             return 0
         scan = scan or now >= self._next_scan or now < self._scan_every_cycle_until
-        with self._handover_lock:
-            handed, self._handed = self._handed, []
-            found = self._scan({r.seq for r in handed}) if scan else []
+        found: list[Row] = []
+        if scan:
+            # The connection is taken before the lock: committing transactions hold connections while they wait
+            # for the lock, so waiting for the pool inside it could wait for ever. The SELECT itself (its
+            # snapshot) runs under the lock, when no row is committed without being handed over.
+            with self.store.read() as conn, self._handover_lock:
+                handed, self._handed = self._handed, []
+                found = self._scan(conn, {r.seq for r in handed})
+        else:
+            with self._handover_lock:
+                handed, self._handed = self._handed, []
         if scan:
             self._next_scan = now + self.poll_interval
             if found:
@@ -239,15 +247,14 @@ class Relay:
             self._next_scan = 0.0  # a backlog: keep reading it
         return len(delivered)
 
-    def _scan(self, handed: set[int]) -> list[Row]:
+    def _scan(self, conn: Connection, handed: set[int]) -> list[Row]:
         """Rows in the table that nobody handed over (the oldest ``batch_size``), skipping ``handed``."""
         o = self.outbox
-        with self.store.read() as conn:
-            found = conn.execute(
-                sa.select(o.c.seq, o.c.topic, o.c.msg_key, o.c.value, o.c.headers)
-                .order_by(o.c.seq)
-                .limit(self.batch_size + len(handed))
-            ).all()
+        found = conn.execute(
+            sa.select(o.c.seq, o.c.topic, o.c.msg_key, o.c.value, o.c.headers)
+            .order_by(o.c.seq)
+            .limit(self.batch_size + len(handed))
+        ).all()
         return [
             Row(r.seq, r.topic, r.msg_key, r.value, [(str(k), str(v).encode()) for k, v in orjson.loads(r.headers)])
             for r in found
