@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml services/devtools/pyproject.toml 2>/dev/null | sha1sum | cut -c1-12)
 export PACT_DO_NOT_TRACK := true
 
-.PHONY: help venv demo test e2e screenshot bench bench-services bench-operator bench-trace chaos lint prereqs contracts contracts-verify contracts-generate kafka-start kafka-stop clean
+.PHONY: help venv demo test e2e screenshot bench bench-saga bench-services bench-operator bench-trace chaos lint prereqs contracts contracts-verify contracts-generate kafka-start kafka-stop clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 16
@@ -44,6 +44,9 @@ screenshot: prereqs ## one order's trace from a real Jaeger, drawn and photograp
 
 bench: venv ## all benchmarks; figures are ratios to a baseline measured in the same run
 	$(BIN)/python -m bench
+
+bench-saga: venv ## the saga against a raw-Kafka ceiling in the same run: burst, HTTP at half capacity, idle latency
+	$(BIN)/python -m bench saga $(ARGS)
 
 bench-services: venv ## batched vs per-message consumer throughput; the demo on SQLite and PostgreSQL
 	$(BIN)/python -m bench services

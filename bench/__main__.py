@@ -1,14 +1,16 @@
-"""``python -m bench [services|operator|trace] [args...]`` (``make bench``): run one benchmark, or all with no name."""
+"""``python -m bench [saga|services|operator|trace|rejoin|chaos] [args...]`` (``make bench``): run one benchmark, or all
+with no name."""
 
 from __future__ import annotations
 
 import sys
 
-from bench import rejoin, services, trace
+from bench import rejoin, saga, services, trace
 from bench.operator import bench_reaction
 from orderflow_dev import chaos
 
 BENCHES = {
+    "saga": saga.main,
     "services": services.main,
     "operator": bench_reaction.main,
     "trace": trace.main,

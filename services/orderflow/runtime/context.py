@@ -64,10 +64,9 @@ class Runtime:
 
     @contextmanager
     def transaction(self) -> Iterator[Tx]:
-        """A write transaction whose emitted events go to the outbox; the relay is woken after the commit."""
-        with self.store.write() as conn:
+        """A write transaction whose emitted events go to the outbox, handed to the relay once committed."""
+        rows: list[outbox.Row] = []
+        with self.store.write(around_commit=lambda: self.relay.handover(rows)) as conn:
             tx = Tx(conn, service=self.service, prefix=self.settings.topic_prefix)
             yield tx
-            outbox.append(conn, self.tables["outbox"], tx.pending)
-        if tx.pending:
-            self.relay.wake()
+            rows.extend(outbox.append(conn, self.tables["outbox"], tx.pending))

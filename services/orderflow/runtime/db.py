@@ -7,11 +7,13 @@ code runs on both. Every write goes through ``Store.write()``, which maps "busy 
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import sqlite3
+import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -105,6 +107,10 @@ class Store:
         self.engine = create_engine(url)
         self.metadata = metadata
         self.dialect = self.engine.dialect.name
+        # SQLite has one writer at a time. Writers of this process queue here rather than in SQLite's busy
+        # handler, which polls with sleeps growing to 100 ms: under contention (HTTP requests, the consumer, the
+        # relay) those sleeps, not the work, were the latency. Other processes still meet the busy timeout.
+        self._writer: threading.RLock | None = threading.RLock() if self.dialect == "sqlite" else None
         self._create_tables()
 
     def _create_tables(self) -> None:
@@ -143,10 +149,24 @@ class Store:
             raise
 
     @contextmanager
-    def write(self) -> Iterator[Connection]:
-        """A read-write transaction, committed when the block ends without an exception."""
-        with self._mapped(), self.engine.connect() as conn, conn.begin():
-            yield conn
+    def write(self, *, around_commit: Callable[[], AbstractContextManager[None]] | None = None) -> Iterator[Connection]:
+        """A read-write transaction, committed when the block ends without an exception.
+
+        ``around_commit`` gives a context that the COMMIT runs inside (the outbox's handover to its relay).
+        """
+        with self._mapped(), self._writer or contextlib.nullcontext(), self.engine.connect() as conn:
+            if around_commit is None:
+                with conn.begin():
+                    yield conn
+                return
+            transaction = conn.begin()
+            try:
+                yield conn
+            except BaseException:
+                transaction.rollback()
+                raise
+            with around_commit():
+                transaction.commit()
 
     @contextmanager
     def read(self) -> Iterator[Connection]:

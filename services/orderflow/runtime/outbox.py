@@ -5,20 +5,29 @@ Kafka has acknowledged it (idempotent producer, ``acks=all``). A crash between p
 again, which the consumers' inboxes absorb. Rows are relayed in commit order (``seq``) by a single relay at a time
 — a lease in the database elects it when several replicas share one PostgreSQL — so events of one order keep their
 order on their partition.
+
+The fast path hands the rows a transaction has just committed straight to the relay (``handover``), which
+publishes them from memory and deletes them once acknowledged, without reading them back. Reading the table
+(``scan``) remains the safety net: at start (rows a crash left), after a failed publish, for rows other replicas
+committed (PostgreSQL), and every ``poll_interval``. The handover happens under a lock that the scan also holds
+while it reads, so a row is either handed over or found by a scan, never both: no double publication in the
+normal path.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import socket
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
+import orjson
 import sqlalchemy as sa
 from confluent_kafka import KafkaError, KafkaException, Producer
 from sqlalchemy.engine import Connection
@@ -38,6 +47,19 @@ LEASE_SECONDS: Final = 6.0
 _LEASE_NAME: Final = "outbox-relay"
 # What a released lease says: expired long ago, whatever the clocks of the other replicas say.
 _EXPIRED: Final = datetime(2000, 1, 1, tzinfo=UTC)
+# After a scan found rows nobody handed over (another replica's, a crash's), scan on every cycle for this long.
+SCAN_EVERY_CYCLE_S: Final = 5.0
+
+
+@dataclass(frozen=True, slots=True)
+class Row:
+    """One outbox row, as the relay publishes it: committed, numbered (``seq``), ready for ``produce``."""
+
+    seq: int
+    topic: str
+    key: bytes
+    value: bytes
+    headers: list[tuple[str, str | bytes | None]]
 
 
 def tables(metadata: sa.MetaData) -> tuple[sa.Table, sa.Table]:
@@ -61,24 +83,26 @@ def tables(metadata: sa.MetaData) -> tuple[sa.Table, sa.Table]:
     return outbox, lease
 
 
-def append(conn: Connection, outbox: sa.Table, records: Sequence[KafkaRecord]) -> None:
-    """Store ``records`` for publication, inside the caller's transaction (one multi-row INSERT)."""
+def append(conn: Connection, outbox: sa.Table, records: Sequence[KafkaRecord]) -> list[Row]:
+    """Store ``records`` for publication, inside the caller's transaction (one multi-row INSERT); return the rows
+    with their ``seq``, to hand to the relay once the transaction has committed."""
     if not records:
-        return
+        return []
     now = utcnow()
-    conn.execute(
-        outbox.insert(),
+    seqs = conn.execute(
+        outbox.insert().returning(outbox.c.seq, sort_by_parameter_order=True),
         [
             {
                 "topic": r.topic,
                 "msg_key": r.key,
                 "value": r.value,
-                "headers": json.dumps([[k, v.decode()] for k, v in r.headers]),
+                "headers": orjson.dumps([[k, v.decode()] for k, v in r.headers]).decode(),
                 "created_at": now,
             }
             for r in records
         ],
-    )
+    ).scalars()
+    return [Row(seq, r.topic, r.key, r.value, list(r.headers)) for seq, r in zip(seqs, records, strict=True)]
 
 
 def producer_config(settings: Settings) -> KafkaConfig:
@@ -114,9 +138,27 @@ class Relay:
         self._lease_until = 0.0
         self._wake = threading.Event()
         self.last_cycle = time.monotonic()
+        # Rows committed and handed over, not yet taken by a cycle; guarded by ``_handover_lock``, which a scan
+        # holds while it reads the table.
+        self._handover_lock = threading.Lock()
+        self._handed: list[Row] = []
+        self._next_scan = 0.0  # monotonic time of the next scan; 0: at the next cycle
+        self._scan_every_cycle_until = 0.0
 
     def wake(self) -> None:
         self._wake.set()
+
+    @contextmanager
+    def handover(self, rows: Sequence[Row]) -> Iterator[None]:
+        """Wrap a transaction's COMMIT: if it succeeds, ``rows`` (read when the commit is done) go to the relay.
+
+        The lock makes "committed" and "handed over" one step as far as a scan can see.
+        """
+        with self._handover_lock:
+            yield
+            self._handed.extend(rows)
+        if rows:
+            self._wake.set()
 
     # -- the lease ------------------------------------------------------------------------------------------
 
@@ -164,36 +206,65 @@ class Relay:
 
     # -- one cycle -------------------------------------------------------------------------------------------
 
-    def relay_once(self) -> int:
-        """Publish up to one batch; return how many rows were acknowledged and deleted."""
-        self.last_cycle = time.monotonic()
+    def relay_once(self, *, scan: bool = False) -> int:
+        """Publish what was handed over, and what a scan of the table finds when one is due (or ``scan``);
+        return how many rows were acknowledged and deleted."""
+        self.last_cycle = now = time.monotonic()
         if not self._hold_lease():
+            with self._handover_lock:
+                self._handed = []  # they are in the table: the lease holder's scan publishes them
             return 0
-        o = self.outbox
-        with self.store.read() as conn:
-            rows = conn.execute(
-                sa.select(o.c.seq, o.c.topic, o.c.msg_key, o.c.value, o.c.headers)
-                .order_by(o.c.seq)
-                .limit(self.batch_size)
-            ).all()
+        scan = scan or now >= self._next_scan or now < self._scan_every_cycle_until
+        found: list[Row] = []
+        if scan:
+            # The connection is taken before the lock: committing transactions hold connections while they wait
+            # for the lock, so waiting for the pool inside it could wait for ever. The SELECT itself (its
+            # snapshot) runs under the lock, when no row is committed without being handed over.
+            with self.store.read() as conn, self._handover_lock:
+                handed, self._handed = self._handed, []
+                found = self._scan(conn, {r.seq for r in handed})
+        else:
+            with self._handover_lock:
+                handed, self._handed = self._handed, []
+        if scan:
+            self._next_scan = now + self.poll_interval
+            if found:
+                self._scan_every_cycle_until = now + SCAN_EVERY_CYCLE_S
+            self.metrics.outbox_backlog.set(len(found) if len(found) < self.batch_size else self.backlog())
+        rows = sorted([*found, *handed], key=lambda r: r.seq) if found else handed
         if not rows:
-            self.metrics.outbox_backlog.set(0)
             return 0
-        delivered, errors = self._publish(rows)
-        faults.reach("relay.after_publish")
-        if delivered:
-            self._forget(rows, delivered)
+        try:
+            delivered, errors = self._publish(rows)
+            faults.reach("relay.after_publish")
+            if delivered:
+                self._forget(rows, delivered)
+        except BaseException:
+            self._next_scan = 0.0  # what was not deleted is still in the table: the next cycle reads it
+            raise
         if errors or len(delivered) < len(rows):
+            self._next_scan = 0.0
             first = next(iter(errors.values()), None)
             raise BrokerUnavailable(f"{len(rows) - len(delivered)} outbox event(s) not acknowledged: {first}")
-        if len(rows) < self.batch_size:
-            self.metrics.outbox_backlog.set(0)
-        else:
-            with self.store.read() as conn:
-                self.metrics.outbox_backlog.set(conn.execute(sa.select(sa.func.count()).select_from(o)).scalar_one())
+        if len(found) >= self.batch_size:
+            self._next_scan = 0.0  # a backlog: keep reading it
         return len(delivered)
 
-    def _publish(self, rows: Sequence[Any]) -> tuple[list[int], dict[int, KafkaError]]:
+    def _scan(self, conn: Connection, handed: set[int]) -> list[Row]:
+        """Rows in the table that nobody handed over (the oldest ``batch_size``), skipping ``handed``."""
+        o = self.outbox
+        found = conn.execute(
+            sa.select(o.c.seq, o.c.topic, o.c.msg_key, o.c.value, o.c.headers)
+            .order_by(o.c.seq)
+            .limit(self.batch_size + len(handed))
+        ).all()
+        return [
+            Row(r.seq, r.topic, r.msg_key, r.value, [(str(k), str(v).encode()) for k, v in orjson.loads(r.headers)])
+            for r in found
+            if r.seq not in handed
+        ][: self.batch_size]
+
+    def _publish(self, rows: Sequence[Row]) -> tuple[list[int], dict[int, KafkaError]]:
         """Produce ``rows`` in order and wait for Kafka's answers: the acknowledged seqs, and the errors by seq."""
         errors: dict[int, KafkaError] = {}
         delivered: list[int] = []
@@ -209,14 +280,13 @@ class Relay:
 
         spans = tracing.sending()  # None unless tracing is on
         for row in rows:
-            headers = [(k, v.encode()) for k, v in json.loads(row.headers)]
             callback = on_delivery(row.seq)
             if spans is not None:
-                callback = spans.around(callback, topic=row.topic, headers=headers)
+                callback = spans.around(callback, topic=row.topic, headers=row.headers)
             while True:
                 try:
                     self.producer.produce(
-                        row.topic, value=row.value, key=row.msg_key, headers=headers, on_delivery=callback
+                        row.topic, value=row.value, key=row.key, headers=row.headers, on_delivery=callback
                     )
                     break
                 except BufferError:
@@ -226,7 +296,7 @@ class Relay:
         self.producer.flush(30)
         return delivered, errors
 
-    def _forget(self, rows: Sequence[Any], delivered: list[int]) -> None:
+    def _forget(self, rows: Sequence[Row], delivered: list[int]) -> None:
         """Delete the acknowledged rows and count them as produced, by topic."""
         with self.store.write() as conn:
             for chunk in _chunks(delivered, 500):
@@ -268,7 +338,7 @@ class Relay:
         end = time.monotonic() + deadline_s
         while time.monotonic() < end:
             try:
-                if self.relay_once() == 0:
+                if self.relay_once(scan=True) == 0:
                     return
             except Retryable as e:
                 log.warning("outbox drain stopped: %s", e)

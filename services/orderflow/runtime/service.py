@@ -72,6 +72,7 @@ class Service:
             ),
             metrics=self.runtime.metrics,
             on_committed=self.runtime.relay.wake,
+            relay=self.runtime.relay,
             batch_size=settings.batch_size,
             batch_timeout=settings.batch_timeout_ms / 1000,
         )
