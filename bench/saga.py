@@ -47,7 +47,8 @@ CUSTOMERS = [f"bench-{i}" for i in range(64)]
 SKUS = [f"SKU-B{i}" for i in range(64)]
 
 
-def order_created(i: int) -> Event:
+def order_created(*, customer: str, sku: str, deadline_in: timedelta = timedelta(hours=1)) -> Event:
+    """A valid OrderCreated for one unit of ``sku``, as the order service would publish it."""
     oid = new_order_id()
     now = utcnow()
     return Event(
@@ -56,10 +57,10 @@ def order_created(i: int) -> Event:
         subject=oid,
         data={
             "order_id": oid,
-            "customer_id": CUSTOMERS[i % len(CUSTOMERS)],
-            "items": [{"sku": SKUS[i % len(SKUS)], "quantity": 1, "unit_price_minor": 100}],
+            "customer_id": customer,
+            "items": [{"sku": sku, "quantity": 1, "unit_price_minor": 100}],
             "total": {"amount_minor": 100, "currency": "EUR"},
-            "deadline": isoformat(now + timedelta(hours=1)),
+            "deadline": isoformat(now + deadline_in),
             "created_at": isoformat(now),
         },
     )
@@ -87,7 +88,8 @@ class Counter:
 
 def burst(bootstrap: str, prefix: str, n: int, *, timeout: float = 900) -> float:
     """Publish ``n`` OrderCreated to the orders topic; return orders/s until ``n`` decisions are on shipments."""
-    records = [codec.encode(order_created(i), prefix=prefix) for i in range(n)]
+    events = (order_created(customer=CUSTOMERS[i % len(CUSTOMERS)], sku=SKUS[i % len(SKUS)]) for i in range(n))
+    records = [codec.encode(event, prefix=prefix) for event in events]
     counter = Counter(bootstrap, catalog.get(catalog.SHIPMENT_DISPATCHED).topic(prefix))
     base = counter.count()
     producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 5, "enable.idempotence": True})

@@ -15,31 +15,20 @@ import re
 import tempfile
 import time
 import uuid
+from datetime import timedelta
 from pathlib import Path
 
-from orderflow.events import catalog, codec
-from orderflow.events.event import Event, isoformat, new_order_id, utcnow
+from bench.saga import order_created
+from orderflow.events import codec
+from orderflow.events.event import Event
 from orderflow_dev import demo, topics
 from orderflow_dev.kafka import ensure_broker
 from orderflow_dev.stack import Stack
 
 
 def _order_created(customer: str) -> Event:
-    oid = new_order_id()
-    now = utcnow()
-    return Event(
-        type=catalog.ORDER_CREATED,
-        source="/orderflow/order",
-        subject=oid,
-        data={
-            "order_id": oid,
-            "customer_id": customer,
-            "items": [{"sku": "SKU-1", "quantity": 1, "unit_price_minor": 100}],
-            "total": {"amount_minor": 100, "currency": "EUR"},
-            "deadline": isoformat(now),
-            "created_at": isoformat(now),
-        },
-    )
+    """An OrderCreated whose deadline is already due (the drain measures the consumer, not the saga)."""
+    return order_created(customer=customer, sku="SKU-1", deadline_in=timedelta(0))
 
 
 def _metric(text: str, name: str) -> float:
