@@ -1,8 +1,8 @@
 """The README's picture of one order's trace: a real run exported to a real Jaeger, drawn from Jaeger's query API
 (``orderflow_dev.waterfall``: the Go-built Jaeger has no UI assets) and photographed by headless Chromium.
 
-Not part of ``make test`` (it needs Debian's chromium, which ``make screenshot`` installs): ``make screenshot``
-runs it and rewrites ``docs/order-trace.png``; review the picture and commit it.
+Not part of ``make test`` (it needs Debian's chromium, which ``make screenshot`` installs); CI runs ``make
+screenshot`` after ``make test``. It rewrites ``docs/order-trace.png``: review the picture and commit it.
 """
 
 from __future__ import annotations
