@@ -56,7 +56,6 @@ class ConsumerLoop:
         tables: Mapping[str, sa.Table],
         dlq: DeadLetterPublisher,
         metrics: Metrics,
-        on_committed: Callable[[], None],
         batch_size: int,
         batch_timeout: float,
         relay: outbox.Relay | None = None,
@@ -69,7 +68,6 @@ class ConsumerLoop:
         self.tables = tables
         self.dlq = dlq
         self.metrics = metrics
-        self.on_committed = on_committed
         self.relay = relay
         self.batch_size = batch_size
         self.batch_timeout = batch_timeout
@@ -176,7 +174,6 @@ class ConsumerLoop:
                     },
                 )
         self._commit(offsets)
-        self.on_committed()
         self.metrics.batch_size.observe(len(messages))
         self.metrics.batch_seconds.observe(time.perf_counter() - started)
 
@@ -260,6 +257,7 @@ class ConsumerLoop:
             self.applied.update(offsets)
         positions = [TopicPartition(t, p, o + 1) for (t, p), o in offsets.items()]
         try:
+            # Two calls, not one with ``asynchronous=asynchronous``: the client's overloads type each on its literal.
             if asynchronous:
                 self.consumer.commit(offsets=positions, asynchronous=True)
             else:

@@ -155,17 +155,13 @@ class Store:
         ``around_commit`` gives a context that the COMMIT runs inside (the outbox's handover to its relay).
         """
         with self._mapped(), self._writer or contextlib.nullcontext(), self.engine.connect() as conn:
-            if around_commit is None:
-                with conn.begin():
-                    yield conn
-                return
             transaction = conn.begin()
             try:
                 yield conn
             except BaseException:
                 transaction.rollback()
                 raise
-            with around_commit():
+            with around_commit() if around_commit is not None else contextlib.nullcontext():
                 transaction.commit()
 
     @contextmanager

@@ -71,7 +71,6 @@ class Service:
                 service=definition.name,
             ),
             metrics=self.runtime.metrics,
-            on_committed=self.runtime.relay.wake,
             relay=self.runtime.relay,
             batch_size=settings.batch_size,
             batch_timeout=settings.batch_timeout_ms / 1000,

@@ -196,7 +196,6 @@ class World:
             tables=self.runtime.tables,
             dlq=cast(DeadLetterPublisher, dead),
             metrics=self.runtime.metrics,
-            on_committed=lambda: None,
             batch_size=1,
             batch_timeout=0,
         )
