@@ -19,6 +19,7 @@ import urllib.request
 from pathlib import Path
 from typing import IO, Any
 
+from orderflow_dev.kafka.files import tail
 from orderflow_dev.stack import free_port
 from orderflow_dev.wait import until
 
@@ -140,10 +141,7 @@ class Jaeger:
             self._log = None
 
     def log_tail(self, lines: int = 30) -> str:
-        try:
-            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
-        except OSError:
-            return ""
+        return tail(self.log_path, lines)
 
     # -- the query API (the UI's own JSON API) ------------------------------------------------------------------
 
