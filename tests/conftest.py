@@ -27,6 +27,8 @@ from orderflow_dev.stack import Stack
 # must carry: `pytest -m "not kafka and not postgres and not envtest"` has to run with none of them.
 COMPONENT_MARKERS = {
     "kafka_bootstrap": "kafka",
+    "nats_url": "nats",
+    "rabbitmq_url": "rabbitmq",
     "postgres_server": "postgres",
     "envtest": "envtest",
     "jaeger": "jaeger",
@@ -54,6 +56,24 @@ def kafka_bootstrap() -> Iterator[str]:
     """Bootstrap servers ("host:port") of a running Kafka broker, for the whole test session."""
     with ensure_broker() as bootstrap:
         yield bootstrap
+
+
+@pytest.fixture(scope="session")
+def nats_url() -> Iterator[str]:
+    """URL (``nats://host:port``) of a NATS server with JetStream: ``ORDERFLOW_NATS_URL`` or a private one."""
+    from orderflow_dev.nats import ensure_server
+
+    with ensure_server() as url:
+        yield url
+
+
+@pytest.fixture(scope="session")
+def rabbitmq_url() -> Iterator[str]:
+    """URL (``amqp://user:pass@host:port/vhost``) of a RabbitMQ server: ``ORDERFLOW_RABBITMQ_URL`` or a private one."""
+    from orderflow_dev.rabbitmq import ensure_server
+
+    with ensure_server() as url:
+        yield url
 
 
 @pytest.fixture

@@ -3,6 +3,10 @@
 A service that starts with a bad setting should fail at once naming the variable, not minutes later in a loop.
 Any librdkafka setting can be passed as ``ORDERFLOW_KAFKA_<NAME>`` (dots become underscores, e.g.
 ``ORDERFLOW_KAFKA_SECURITY_PROTOCOL=SASL_SSL`` → ``security.protocol``), which is how SASL/TLS is configured.
+
+The broker is Kafka unless ``ORDERFLOW_TRANSPORT`` names another (``nats``, ``rabbitmq``); each takes its address
+from ``ORDERFLOW_<TRANSPORT>_URL`` and its TLS/auth settings from the other ``ORDERFLOW_<TRANSPORT>_*`` variables
+(``transport_options``, lower-cased without the prefix), which its package documents.
 """
 
 from __future__ import annotations
@@ -27,6 +31,8 @@ _KAFKA_RESERVED: Final = frozenset({"ORDERFLOW_KAFKA_BOOTSTRAP", "ORDERFLOW_KAFK
 # Applied under every client's settings: after a broker restart, reconnect within a second, not librdkafka's 10 s.
 _KAFKA_DEFAULTS: Final[dict[str, KafkaValue]] = {"reconnect.backoff.max.ms": 1000}
 _LOG_LEVELS: Final = ("DEBUG", "INFO", "WARNING", "ERROR")
+# What ORDERFLOW_TRANSPORT may name, and the variable each takes its broker's address from.
+TRANSPORTS: Final = {"kafka": "ORDERFLOW_KAFKA_BOOTSTRAP", "nats": "ORDERFLOW_NATS_URL", "rabbitmq": "ORDERFLOW_RABBITMQ_URL"}
 REPLICA_ENV: Final = "ORDERFLOW_REPLICA_ID"
 # A replica id becomes a Kafka group.instance.id: at most 249 characters of [A-Za-z0-9._-]. A Pod name always fits.
 _REPLICA_ID: Final = re.compile(r"^[A-Za-z0-9._-]{1,249}$")
@@ -43,8 +49,13 @@ class Settings:
     """Everything a service reads from its environment. See the README's configuration reference."""
 
     service: str
-    kafka_bootstrap: str
+    kafka_bootstrap: str = ""
     kafka_options: Mapping[str, str] = field(default_factory=dict)
+    transport: str = "kafka"
+    # the broker's address for a transport other than Kafka (ORDERFLOW_NATS_URL, ORDERFLOW_RABBITMQ_URL)
+    transport_url: str = ""
+    # ORDERFLOW_<TRANSPORT>_* other than the URL, e.g. ORDERFLOW_NATS_TLS_CA -> {"tls_ca": ...}
+    transport_options: Mapping[str, str] = field(default_factory=dict)
     database_url: str = ""
     topic_prefix: str = "orderflow"
     consumer_group: str = ""
@@ -134,14 +145,35 @@ def kafka_options(env: Mapping[str, str]) -> dict[str, str]:
     }
 
 
+def transport_options(env: Mapping[str, str], transport: str) -> dict[str, str]:
+    """``ORDERFLOW_<TRANSPORT>_*`` other than its URL, lower-cased without the prefix (Kafka: ``kafka_options``)."""
+    if transport == "kafka":
+        return {}
+    prefix = f"ORDERFLOW_{transport.upper()}_"
+    return {
+        name.removeprefix(prefix).lower(): value
+        for name, value in env.items()
+        if name.startswith(prefix) and name != TRANSPORTS[transport]
+    }
+
+
 def load(service: str, env: Mapping[str, str] | None = None) -> Settings:
     """Read and check the settings of ``service`` from ``env`` (default: the process environment)."""
     env = os.environ if env is None else env
+    transport = (env.get("ORDERFLOW_TRANSPORT") or "kafka").strip().lower()
+    if transport not in TRANSPORTS:
+        raise ConfigError(f"ORDERFLOW_TRANSPORT={transport!r} must be one of {', '.join(TRANSPORTS)}")
     bootstrap = env.get("ORDERFLOW_KAFKA_BOOTSTRAP", "").strip()
-    if not bootstrap:
+    if transport == "kafka" and not bootstrap:
         raise ConfigError(
             "ORDERFLOW_KAFKA_BOOTSTRAP is not set: point it at your Kafka brokers (host:port,...), "
             "or start a local broker with `orderflow kafka start` and export what it prints"
+        )
+    url = env.get(TRANSPORTS[transport], "").strip() if transport != "kafka" else ""
+    if transport != "kafka" and not url:
+        raise ConfigError(
+            f"{TRANSPORTS[transport]} is not set: ORDERFLOW_TRANSPORT={transport} needs the broker's address "
+            f"(`orderflow {transport} start` starts a local one and prints it)"
         )
     prefix = env.get("ORDERFLOW_TOPIC_PREFIX", "orderflow").strip()
     if not prefix or not all(c.isalnum() or c in "._-" for c in prefix):
@@ -157,6 +189,9 @@ def load(service: str, env: Mapping[str, str] | None = None) -> Settings:
         service=service,
         kafka_bootstrap=bootstrap,
         kafka_options=kafka_options(env),
+        transport=transport,
+        transport_url=url,
+        transport_options=transport_options(env, transport),
         database_url=database_url,
         topic_prefix=prefix,
         consumer_group=env.get("ORDERFLOW_CONSUMER_GROUP", "").strip(),
