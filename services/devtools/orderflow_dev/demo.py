@@ -1,10 +1,11 @@
 """``orderflow demo``: the whole choreography on one machine, in about a minute, from a fresh clone.
 
-Starts a broker unless one is configured (Kafka; ``--transport nats|rabbitmq`` for the others), runs the four services as separate processes on embedded SQLite,
-seeds stock and accounts, places a batch of orders — most succeed, some are out of stock, some cannot be paid —
-and waits for them to settle; only then a few more run out of time while billing is paused (SIGSTOP), so the pause
-never shows in the batch's figures. It prints what happened: outcomes, compensations, the batch's throughput and
-latency (the deadline orders apart), and one order's timeline. It checks the design's invariants before it exits 0.
+Starts a broker unless one is configured (Kafka; ``--transport nats|rabbitmq`` for the others), runs the four
+services as separate processes on embedded SQLite, seeds stock and accounts, places a batch of orders — most
+succeed, some are out of stock, some cannot be paid — and waits for them to settle; only then a few more run out of
+time while billing is paused (SIGSTOP), so the pause never shows in the batch's figures. It prints what happened:
+outcomes, compensations, the batch's throughput and latency (the deadline orders apart), and one order's timeline.
+It checks the design's invariants before it exits 0.
 """
 
 from __future__ import annotations
