@@ -1,5 +1,5 @@
-"""``python -m bench [saga|services|operator|trace|rejoin|chaos|transports] [args...]`` (``make bench``): run one benchmark, or all
-with no name."""
+"""``python -m bench [saga|services|operator|trace|rejoin|chaos|transports] [args...]`` (``make bench``): run one
+benchmark, or all with no name."""
 
 from __future__ import annotations
 
