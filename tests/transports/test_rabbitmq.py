@@ -337,7 +337,8 @@ def test_backlog_counts_ready_and_unacked_until_settled(
 
     def reads(n: int) -> Callable[[], bool]:
         def check() -> bool:
-            got = backlog.read(settings.transport_url, settings.transport_options, group=group, channels=[payments, orders])
+            url, options = settings.transport_url, settings.transport_options
+            got = backlog.read(url, options, group=group, channels=[payments, orders])
             return got == {orders: n, payments: 0}
 
         return check
@@ -386,10 +387,11 @@ def test_broker_restart_probe_fails_then_subscription_and_publisher_resume(uniqu
         sub = transport.subscribe([orders], group=f"{unique_prefix}-inventory", on_assigned=lambda n: None)
         publisher = transport.publisher("relay")
         try:
-            assert publisher.publish([_record(events.order_created(), unique_prefix)])[0] == [0]
+            first = _record(events.order_created(), unique_prefix)
+            assert publisher.publish([first])[0] == [0]
             _drain(sub, 1)
 
-            server.halt()
+            server.halt(crash=True)
             with pytest.raises(BrokerUnavailable):
                 transport.probe()
             with pytest.raises(BrokerUnavailable):
@@ -409,15 +411,20 @@ def test_broker_restart_probe_fails_then_subscription_and_publisher_resume(uniqu
 
             until(published, timeout=30, what="a publish after the restart")
 
-            def fetched() -> list[Received] | None:
-                try:
-                    return sub.fetch(10, 0.5) or None
-                except BrokerUnavailable:
-                    return None
+            values: list[bytes | None] = []
 
-            got = until(fetched, timeout=30, what="a fetch after the restart")
-            assert [r.value for r in got] == [record.value]
-            sub.settle(got)
+            def fetched() -> bool:
+                try:
+                    batch = sub.fetch(10, 0.5)
+                except BrokerUnavailable:
+                    return False
+                sub.settle(batch)
+                values.extend(r.value for r in batch)
+                return record.value in values
+
+            # the node was killed: an ack it had not written yet is lost, so the first record may come again
+            until(fetched, timeout=30, what="a fetch after the restart")
+            assert set(values) <= {first.value, record.value}
         finally:
             sub.close()
             publisher.close()

@@ -44,12 +44,12 @@ def main(argv: list[str]) -> int:
             pid = stop_daemon()
             print(f"stopped RabbitMQ (pid {pid})" if pid is not None else "RabbitMQ was not running")
             return 0
-        status = daemon_status()
-        if status is None:
+        found = daemon_status()
+        if found is None:
             print("RabbitMQ is not running")
             return 3
-        answering = "answering" if status["answering"] else "NOT answering"
-        print(f"running: pid {status['pid']}, {status['url']}, {answering}; state dir {status['state_dir']}")
+        answering = "answering" if found["answering"] else "NOT answering"
+        print(f"running: pid {found['pid']}, {found['url']}, {answering}; state dir {found['state_dir']}")
         return 0
     except (RabbitMQUnavailable, OSError, AssertionError) as exc:
         print(f"orderflow rabbitmq: error: {exc}", file=sys.stderr)

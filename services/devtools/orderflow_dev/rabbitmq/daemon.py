@@ -9,7 +9,6 @@ import json
 import os
 import shutil
 import signal
-import time
 from pathlib import Path
 from typing import TypedDict
 
@@ -105,9 +104,12 @@ def _stop_pids(pid: int, epmd_pid: int, timeout: float = 30.0) -> None:
     for target in (pid, epmd_pid):
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(target, signal.SIGTERM)
-        deadline = time.monotonic() + timeout
-        with contextlib.suppress(AssertionError):
-            until(lambda t=target: not _alive(t), timeout=max(deadline - time.monotonic(), 0.1), what=f"pid {target}")
+
+        def gone(t: int = target) -> bool:
+            return not _alive(t)
+
+        with contextlib.suppress(AssertionError):  # a Timeout: SIGKILL below
+            until(gone, timeout=timeout, what=f"pid {target} to exit")
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(target, signal.SIGKILL)
 

@@ -8,6 +8,7 @@ pika or socket error that means "the broker is not there or not answering" becom
 from __future__ import annotations
 
 import contextlib
+import logging
 import ssl
 from collections.abc import Iterator, Mapping
 from typing import Final
@@ -16,6 +17,19 @@ import pika
 import pika.exceptions
 
 from orderflow.errors import BrokerUnavailable
+
+_ON_PURPOSE: Final = "dropped on purpose"
+
+
+class _NotOurAbort(logging.Filter):
+    """pika logs every connection it did not close itself as an ERROR; :func:`abort`'s are not errors."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return _ON_PURPOSE not in record.getMessage()
+
+
+for _name in ("pika.adapters.blocking_connection", "pika.adapters.base_connection"):
+    logging.getLogger(_name).addFilter(_NotOurAbort())
 
 #: what a broken or refused connection raises from pika (and the sockets under it)
 ERRORS: Final = (pika.exceptions.AMQPError, OSError)
@@ -87,7 +101,7 @@ def abort(connection: pika.BlockingConnection | None) -> None:
         close_quietly(connection)
         return
     with contextlib.suppress(*ERRORS):
-        terminate(pika.exceptions.StreamLostError("dropped on purpose: handing its queue over"))
+        terminate(pika.exceptions.StreamLostError(f"{_ON_PURPOSE}: handing its queue over"))
     for _ in range(100):  # let pika close the socket: it raises StreamLostError once it has, which is the point
         try:
             connection.process_data_events(0.01)
