@@ -11,8 +11,8 @@ signals; SIGTERM then stops it cleanly.
 
 Plugins: ``rabbitmq_consistent_hash_exchange`` (the transport's per-group hash exchange) and
 ``rabbitmq_management`` (its HTTP API on another free loopback port: the only way to read a queue's
-unacknowledged count, which the backlog reader needs). ``collect_statistics_interval`` is 500 ms so the backlog a
-test reads is fresh.
+unacknowledged count, which the backlog reader needs). ``collect_statistics_interval`` is 500 ms and the quorum
+queues' ``quorum_tick_interval`` 1 s (``advanced.config``), so the backlog a test reads is fresh.
 
 :meth:`halt` and :meth:`resume` stop and start the same node on the same ports and data: a broker restart as
 clients see one.
@@ -122,6 +122,8 @@ class RabbitMQServer:
             )
         self.amqp_port, self.dist_port, self.epmd_port, self.http_port = (free_port() for _ in range(4))
         (self.root / "rabbitmq-env.conf").write_text("")
+        # quorum queues report their counts every tick (5 s by default): a backlog a test can wait on needs 1 s
+        (self.root / "advanced.config").write_text("[{rabbit, [{quorum_tick_interval, 1000}]}].\n")
         (self.root / "enabled_plugins").write_text(f"[{','.join(PLUGINS)}].\n")
         (self.root / "rabbitmq.conf").write_text(
             "\n".join(

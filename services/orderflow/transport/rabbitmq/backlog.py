@@ -4,7 +4,9 @@ Why the management plugin's HTTP API and not AMQP: a passive ``queue.declare`` a
 *ready* only; those delivered and not yet acknowledged (a replica's prefetch, its batch in flight) are not in
 it, and a backlog that drops when a consumer merely prefetches would make the operator scale in under load. The
 HTTP API (``rabbitmq_management``, bundled with the server) has both per queue. Its figures are the broker's
-statistics, refreshed every ``collect_statistics_interval`` (5 s by default; the dev harness uses 0.5 s).
+statistics: a quorum queue reports its counts every ``quorum_tick_interval`` and the management database
+collects them every ``collect_statistics_interval`` (5 s each by default, so up to ~10 s old; the dev harness
+sets 1 s and 0.5 s).
 
 Where: ``options["management_url"]`` (``ORDERFLOW_RABBITMQ_MANAGEMENT_URL``, e.g. ``http://user:pw@host:15672``),
 else the AMQP URL's host on port 15672 (``https`` and 15671 for ``amqps``) with the AMQP URL's credentials;

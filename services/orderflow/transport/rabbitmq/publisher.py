@@ -52,7 +52,11 @@ class RabbitMQPublisher:
 
     def _connect(self, timeout: float) -> pika.channel.Channel:
         if self._connection is not None and self._connection.is_open and self._channel and self._channel.is_open:
-            return self._channel
+            try:
+                self._connection.process_data_events(0)  # reads a reset that came while idle: reconnect now
+                return self._channel
+            except connect.ERRORS as e:
+                self._lost(f"connection to RabbitMQ lost: {connect.describe(e)}")
         self._drop()
         connection = connect.open_connection(self._url, self._options, name=self._name)
         try:
