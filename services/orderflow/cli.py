@@ -31,6 +31,7 @@ DELEGATED = {
     "demo": _Delegated("orderflow_dev.demo", DEV_INSTALL),
     "kafka": _Delegated("orderflow_dev.kafka", DEV_INSTALL),
     "operator": _Delegated("orderflow_operator", "pip install 'orderflow[operator]'"),
+    "rabbitmq": _Delegated("orderflow_dev.rabbitmq", DEV_INSTALL),
 }
 
 

@@ -1,0 +1,5 @@
+import sys
+
+from orderflow_dev.rabbitmq.cli import main
+
+sys.exit(main(sys.argv[1:]))
