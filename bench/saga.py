@@ -33,9 +33,10 @@ from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient
 
 from bench.ceiling import Ceiling
-from orderflow.events import KafkaRecord, catalog, codec
+from orderflow.events import catalog, codec
 from orderflow.events.event import Event, isoformat, new_order_id, utcnow
-from orderflow.runtime import topics as runtime_topics
+from orderflow.transport import Record
+from orderflow.transport.kafka import topics as runtime_topics
 from orderflow_dev import client
 from orderflow_dev.kafka import ensure_broker
 from orderflow_dev.postgres import PostgresServer
@@ -102,7 +103,7 @@ def burst(bootstrap: str, prefix: str, n: int, *, timeout: float = 900) -> float
     return n / (time.perf_counter() - started)
 
 
-def _produce(producer: Producer, records: Sequence[KafkaRecord]) -> None:
+def _produce(producer: Producer, records: Sequence[Record]) -> None:
     for r in records:
         while True:
             try:

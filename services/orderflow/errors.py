@@ -15,7 +15,7 @@
     └── OperatorError               the operator's subtree (orderflow_operator.errors), one condition reason each
 
 Errors from a dependency are mapped to these in one place each, and chained: the database's in ``runtime/db.py``
-(``Store``), Kafka's in ``runtime/topics.py``, ``runtime/outbox.py``, ``runtime/dlq.py`` and
+(``Store``), the broker's in the transports (``transport/<name>/``), ``runtime/outbox.py``, ``runtime/dlq.py`` and
 ``runtime/readiness.py`` (the broker probe), a message's in
 ``events/codec.py``; the operator's at the edge of the module that calls the client.
 """

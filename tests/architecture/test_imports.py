@@ -103,8 +103,10 @@ def test_a_service_never_imports_another_and_the_shared_code_never_imports_a_ser
 # What each part may import of the project besides itself (README.md, Architecture).
 ALLOWED = {
     "orderflow.errors": (),
-    "orderflow.events": ("orderflow.errors",),
-    "orderflow.runtime": ("orderflow.errors", "orderflow.events"),
+    "orderflow.events": ("orderflow.errors", "orderflow.transport"),
+    "orderflow.runtime": ("orderflow.errors", "orderflow.events", "orderflow.transport"),
+    # The transports: the seam's types, the errors, and the settings they are configured by.
+    "orderflow.transport": ("orderflow.errors", "orderflow.runtime.config"),
     **{f"orderflow.{s}": ("orderflow.errors", "orderflow.events", "orderflow.runtime") for s in SERVICES},
     "orderflow_operator": ("orderflow.errors",),
     # The commands that read the flow: the event catalog, the runtime's config and DLQ format, and the operator's
@@ -123,3 +125,34 @@ def test_each_part_imports_only_what_the_architecture_allows(part: str) -> None:
     offenders = {m: sorted(i for i in GRAPH[m] if not any(_within(i, a) for a in allowed))
                  for m in GRAPH if _within(m, part)}
     assert not {m: i for m, i in offenders.items() if i}
+
+
+BROKER_CLIENTS = ("confluent_kafka", "nats", "pika", "aio_pika", "aiormq")
+
+
+def _third_party_imports(path: Path) -> set[str]:
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+        if isinstance(node, ast.Import):
+            found |= {a.name.split(".")[0] for a in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            found.add(node.module.split(".")[0])
+    return found
+
+
+def test_the_runtime_core_imports_no_broker_client_and_no_transport_package() -> None:
+    """The seam (issue 12): the runtime and the events talk to ``orderflow.transport``'s interface only."""
+    for name, path in MODULES.items():
+        if _within(name, "orderflow.runtime") or _within(name, "orderflow.events"):
+            assert not _third_party_imports(path) & set(BROKER_CLIENTS), name
+            assert not [i for i in GRAPH[name] if i.startswith("orderflow.transport.")], name
+
+
+@pytest.mark.parametrize("transport", ["kafka", "memory"])
+def test_each_broker_client_is_imported_by_its_own_transport_package_only(transport: str) -> None:
+    client = {"kafka": "confluent_kafka", "nats": "nats", "rabbitmq": "pika"}.get(transport)
+    package = f"orderflow.transport.{transport}"
+    assert package in MODULES
+    for name, path in MODULES.items():
+        if name.startswith("orderflow.transport.") and not _within(name, package) and client:
+            assert client not in _third_party_imports(path), f"{name} imports {client}"

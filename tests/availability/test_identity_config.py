@@ -9,28 +9,29 @@ import pytest
 
 from orderflow.errors import ConfigError
 from orderflow.runtime import config, identity
+from orderflow.transport import kafka
 
 BASE = {"ORDERFLOW_KAFKA_BOOTSTRAP": "127.0.0.1:9092"}
 
 
 def test_a_replica_id_makes_a_static_member_and_names_the_lease_holder() -> None:
     settings = config.load("billing", {**BASE, "ORDERFLOW_REPLICA_ID": "orderflow-billing-7d9f8b6c5-x2x4q"})
-    consumer = identity.consumer_config(settings, client_id="orderflow-billing")
+    consumer = kafka.consumer_config(settings, client_id="orderflow-billing")
     assert consumer["group.instance.id"] == "orderflow-billing-7d9f8b6c5-x2x4q"
     assert consumer["group.id"] == "orderflow-billing" and consumer["enable.auto.commit"] is False
-    assert consumer["session.timeout.ms"] == identity.SESSION_TIMEOUT_MS
+    assert consumer["session.timeout.ms"] == kafka.SESSION_TIMEOUT_MS
     assert identity.lease_holder(settings) == "orderflow-billing-7d9f8b6c5-x2x4q"
 
 
 def test_without_a_replica_id_the_member_is_dynamic_and_the_lease_is_held_by_the_process() -> None:
     settings = config.load("billing", BASE)
-    assert "group.instance.id" not in identity.consumer_config(settings, client_id="c")
+    assert "group.instance.id" not in kafka.consumer_config(settings, client_id="c")
     assert identity.lease_holder(settings).endswith(f":{os.getpid()}")
 
 
 def test_the_kip848_protocol_leaves_the_session_to_the_broker() -> None:
     settings = config.load("billing", {**BASE, "ORDERFLOW_KAFKA_GROUP_PROTOCOL": "consumer"})
-    consumer = identity.consumer_config(settings, client_id="c")
+    consumer = kafka.consumer_config(settings, client_id="c")
     assert consumer["group.protocol"] == "consumer"
     assert "session.timeout.ms" not in consumer and "heartbeat.interval.ms" not in consumer
 

@@ -13,7 +13,8 @@ from collections.abc import Iterator
 import pytest
 from confluent_kafka import Producer
 
-from orderflow.runtime import http, kafkalog, logs
+from orderflow.runtime import http, logs
+from orderflow.transport.kafka import clientlog as kafkalog
 from orderflow_dev.stack import free_port
 from orderflow_dev.wait import until
 

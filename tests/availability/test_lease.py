@@ -10,12 +10,12 @@ from datetime import timedelta
 from pathlib import Path
 
 import sqlalchemy as sa
-from confluent_kafka import Producer
 
 from orderflow.events import utcnow
 from orderflow.runtime import context, outbox
 from orderflow.runtime.db import Store
 from orderflow.runtime.metrics import Metrics
+from orderflow.transport import memory
 
 
 def _relay(store: Store, tables: dict[str, sa.Table], holder: str) -> outbox.Relay:
@@ -23,7 +23,7 @@ def _relay(store: Store, tables: dict[str, sa.Table], holder: str) -> outbox.Rel
         store=store,
         outbox=tables["outbox"],
         lease=tables["outbox_lease"],
-        producer=Producer({"bootstrap.servers": "127.0.0.1:9"}),  # never used: only the lease is exercised
+        publisher=memory.MemoryPublisher(memory.Broker()),  # never used: only the lease is exercised
         metrics=Metrics("test"),
         holder=holder,
     )

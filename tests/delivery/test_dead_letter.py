@@ -11,6 +11,7 @@ from cloudevents.core.v1.event import CloudEvent
 
 from orderflow.events import codec
 from orderflow.runtime import dlq
+from orderflow.transport import Record
 from orderflow_dev import topics as kafka
 from orderflow_dev.stack import Stack
 from orderflow_dev.wait import until
@@ -19,11 +20,11 @@ from tests.support import events
 pytestmark = pytest.mark.kafka
 
 
-def _headers_without(record: codec.KafkaRecord, *names: str) -> list[tuple[str, bytes]]:
+def _headers_without(record: Record, *names: str) -> list[tuple[str, bytes]]:
     return [(k, v) for k, v in record.headers if k not in names]
 
 
-def _with_header(record: codec.KafkaRecord, name: str, value: bytes) -> list[tuple[str, bytes]]:
+def _with_header(record: Record, name: str, value: bytes) -> list[tuple[str, bytes]]:
     return [(k, value if k == name else v) for k, v in record.headers]
 
 
@@ -34,7 +35,7 @@ def test_poison_goes_to_the_dlq_with_reason_and_origin(
     stack.put_account("alice", 1_000_000)
     topic = f"{unique_prefix}.orders"
 
-    def good() -> codec.KafkaRecord:
+    def good() -> Record:
         return codec.encode(events.order_created(unit_price=100), prefix=unique_prefix)
 
     template = good()

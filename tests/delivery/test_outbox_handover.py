@@ -19,10 +19,12 @@ from confluent_kafka.admin import AdminClient
 from orderflow.billing import definition as billing
 from orderflow.errors import BrokerUnavailable
 from orderflow.events import OrderId, catalog, new_order_id
-from orderflow.runtime import outbox, topics
+from orderflow.runtime import outbox
 from orderflow.runtime.config import Settings
 from orderflow.runtime.context import Runtime
 from orderflow.runtime.tx import Tx
+from orderflow.transport import kafka as kafka_transport
+from orderflow.transport.kafka import topics
 from orderflow_dev import topics as kafka
 from orderflow_dev.wait import until
 
@@ -44,7 +46,7 @@ def runtime(tmp_path: Path, kafka_bootstrap: str, unique_prefix: str) -> Iterato
     )
     rt = Runtime(service="billing", metadata=billing.metadata, settings=settings)
     yield rt
-    rt.producer.flush(10)
+    rt.publisher.close()
     rt.store.dispose()
 
 
@@ -136,15 +138,16 @@ def test_a_failed_publish_is_retried_from_the_table_not_lost(
     runtime: Runtime, kafka_bootstrap: str, unique_prefix: str
 ) -> None:
     relay = runtime.relay
-    good = relay.producer
-    relay.producer = Producer({"bootstrap.servers": "127.0.0.1:9", "message.timeout.ms": 300})  # nobody there
+    good = relay.publisher
+    nobody = Producer({"bootstrap.servers": "127.0.0.1:9", "message.timeout.ms": 300})  # nobody there
+    relay.publisher = kafka_transport.KafkaPublisher(nobody)
     order_id = new_order_id()
     with runtime.transaction() as tx:
         _emit(tx, order_id, 2)
     with pytest.raises(BrokerUnavailable):
         relay.relay_once()
     assert relay.backlog() == 2, "unacknowledged rows stay in the outbox"
-    relay.producer = good
+    relay.publisher = good
     assert relay.relay_once() == 2  # the next cycle reads them back from the table
     assert relay.relay_once() == 0
     reads = _published(kafka_bootstrap, unique_prefix, 2)
@@ -158,7 +161,7 @@ def test_rows_handed_to_a_replica_without_the_lease_are_published_by_the_holder(
         store=runtime.store,
         outbox=runtime.tables["outbox"],
         lease=runtime.tables["outbox_lease"],
-        producer=runtime.producer,
+        publisher=runtime.publisher,
         metrics=runtime.metrics,
     )
     holder.holder = "the-other-replica"

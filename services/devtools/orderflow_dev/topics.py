@@ -11,8 +11,9 @@ from typing import TypeAlias
 from confluent_kafka import Consumer, ConsumerGroupTopicPartitions, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient
 
-from orderflow.events import Event, KafkaRecord, codec
-from orderflow.runtime.consumer import delivery_of, headers_of
+from orderflow.events import Event, codec
+from orderflow.transport import Record
+from orderflow.transport.kafka import received
 from orderflow_dev.wait import until
 
 Headers: TypeAlias = list[tuple[str, str | bytes | None]]
@@ -39,15 +40,15 @@ class Read:
         return raw.decode() if raw else None
 
 
-def publish(bootstrap: str, records: Iterable[KafkaRecord | RawRecord]) -> None:
-    """Produce records (KafkaRecord, or raw ``(topic, key, value, headers)``) in order and wait for the acks."""
+def publish(bootstrap: str, records: Iterable[Record | RawRecord]) -> None:
+    """Produce records (``Record``, or raw ``(topic, key, value, headers)``) in order and wait for the acks."""
     producer = Producer({"bootstrap.servers": bootstrap, "enable.idempotence": True, "acks": "all"})
     errors: list[object] = []
     for record in records:
         key: bytes | None
         value: bytes | None
         headers: Headers
-        if isinstance(record, KafkaRecord):
+        if isinstance(record, Record):
             topic, key, value, headers = record.topic, record.key, record.value, list(record.headers)
         else:
             topic, key, value, headers = record
@@ -93,15 +94,15 @@ def read_all(bootstrap: str, topic: str, *, timeout: float = 30, at_least: int =
                 for m in consumer.consume(500, timeout=1.0):
                     if m.error():
                         continue
-                    at = delivery_of(m)
+                    at = received(m)
                     reads.append(
                         Read(
-                            at.topic,
+                            at.channel,
                             at.partition,
                             at.offset,
-                            m.key(),
-                            m.value(),
-                            {k: v for k, v in headers_of(m) if v is not None},
+                            at.key,
+                            at.value,
+                            {k: v for k, v in at.headers if v is not None},
                         )
                     )
                     if at.offset + 1 >= remaining.get(at.partition, 0):

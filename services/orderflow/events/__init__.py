@@ -2,14 +2,12 @@
 
 from orderflow.errors import Poison, SchemaViolation
 from orderflow.events import catalog, codec
-from orderflow.events.codec import KafkaRecord
 from orderflow.events.event import Delivery, Event, EventId, OrderId, isoformat, new_order_id, utcnow
 
 __all__ = [
     "Delivery",
     "Event",
     "EventId",
-    "KafkaRecord",
     "OrderId",
     "Poison",
     "SchemaViolation",

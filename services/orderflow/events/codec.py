@@ -1,4 +1,5 @@
-"""CloudEvents 1.0 on Kafka: encoding in binary content mode, decoding binary or structured, validation.
+"""CloudEvents 1.0 in the transport seam's neutral form: encoding in binary content mode, decoding binary or
+structured, validation.
 
 Every way a message can be unusable is mapped to one ``Poison`` reason here, so the consumer loop has a single
 decision to make (dead-letter it, go on) and the dead-letter headers say exactly why.
@@ -8,7 +9,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Collection, Mapping
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Final
 
@@ -22,6 +22,7 @@ from cloudevents.core.v1.event import CloudEvent
 from orderflow.errors import Poison, SchemaViolation
 from orderflow.events import catalog
 from orderflow.events.event import Event, EventId, OrderId
+from orderflow.transport import Record
 
 CONTENT_TYPE: Final = "application/json"
 REQUIRED_HEADERS: Final = ("ce_specversion", "ce_id", "ce_source", "ce_type")
@@ -57,16 +58,6 @@ class FastJSONFormat(JSONFormat):
 _FORMAT: Final = FastJSONFormat()
 
 
-@dataclass(frozen=True, slots=True)
-class KafkaRecord:
-    """What goes onto Kafka: bytes only, ready for ``Producer.produce``."""
-
-    topic: str
-    key: bytes
-    value: bytes
-    headers: tuple[tuple[str, bytes], ...]
-
-
 def _compile(schema: Mapping[str, Any]) -> Callable[[Any], Any]:
     validate: Callable[[Any], Any] = fastjsonschema.compile(dict(schema), formats={"date-time": _is_datetime})
     return validate
@@ -91,8 +82,9 @@ def validate(event_type: str, data: Any) -> None:
         raise SchemaViolation(event_type, e.message) from e
 
 
-def encode(event: Event, *, prefix: str) -> KafkaRecord:
-    """Validate ``event`` and turn it into a binary-mode Kafka record on its catalog topic."""
+def encode(event: Event, *, prefix: str) -> Record:
+    """Validate ``event`` and turn it into a binary-mode record on its catalog channel (the seam's neutral form,
+    which is the Kafka protocol binding's: ``ce_`` headers; each transport maps it to its own binding)."""
     entry = catalog.get(event.type)
     validate(event.type, event.data)
     attributes: dict[str, Any] = {
@@ -110,7 +102,7 @@ def encode(event: Event, *, prefix: str) -> KafkaRecord:
         attributes["traceparent"] = event.traceparent
     message = ce_kafka.to_binary(CloudEvent(attributes, dict(event.data)), _FORMAT)
     key = message.key.encode() if isinstance(message.key, str) else (message.key or b"")
-    return KafkaRecord(topic=entry.topic(prefix), key=key, value=message.value, headers=tuple(message.headers.items()))
+    return Record(channel=entry.topic(prefix), key=key, value=message.value, headers=tuple(message.headers.items()))
 
 
 def ignorable(headers: list[tuple[str, bytes | None]] | None, handled: Collection[str]) -> bool:

@@ -32,7 +32,11 @@ _KAFKA_RESERVED: Final = frozenset({"ORDERFLOW_KAFKA_BOOTSTRAP", "ORDERFLOW_KAFK
 _KAFKA_DEFAULTS: Final[dict[str, KafkaValue]] = {"reconnect.backoff.max.ms": 1000}
 _LOG_LEVELS: Final = ("DEBUG", "INFO", "WARNING", "ERROR")
 # What ORDERFLOW_TRANSPORT may name, and the variable each takes its broker's address from.
-TRANSPORTS: Final = {"kafka": "ORDERFLOW_KAFKA_BOOTSTRAP", "nats": "ORDERFLOW_NATS_URL", "rabbitmq": "ORDERFLOW_RABBITMQ_URL"}
+TRANSPORTS: Final = {
+    "kafka": "ORDERFLOW_KAFKA_BOOTSTRAP",
+    "nats": "ORDERFLOW_NATS_URL",
+    "rabbitmq": "ORDERFLOW_RABBITMQ_URL",
+}
 REPLICA_ENV: Final = "ORDERFLOW_REPLICA_ID"
 # A replica id becomes a Kafka group.instance.id: at most 249 characters of [A-Za-z0-9._-]. A Pod name always fits.
 _REPLICA_ID: Final = re.compile(r"^[A-Za-z0-9._-]{1,249}$")

@@ -1,9 +1,14 @@
-"""The consumer loop: read a batch, apply it in one transaction, dead-letter the poison, then commit offsets.
+"""The consumer loop: fetch a batch, apply it in one transaction, dead-letter the poison, then settle the batch.
 
-Offsets are committed only after the state change (and the outbox rows it produced) is durable, so a crash at
-any point re-delivers at most the last batch, which the inbox turns into no-ops. A transient failure retries the
-same batch with backoff, forever, and never dead-letters. A handler that fails for good on one message is found
-by re-running the batch one message per transaction; only that message is dead-lettered.
+A batch is settled (offsets committed, messages acked) only after the state change (and the outbox rows it
+produced) is durable, so a crash at any point re-delivers at most the last batch, which the inbox turns into
+no-ops. The loop knows the broker only through the transport seam (``orderflow.transport.Subscription``).
+
+A transient failure retries the same batch with backoff, forever, and never dead-letters. A handler that fails for
+good on one message is found by re-running the batch one message per transaction; only that message is
+dead-lettered. A message the broker has delivered more than ``DELIVERY_LIMIT`` times (one that kills the process
+every time it is applied) is dead-lettered without being applied, so it cannot block its queue for ever (brokers
+that count deliveries: JetStream, RabbitMQ).
 """
 
 from __future__ import annotations
@@ -14,10 +19,8 @@ import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import cast
 
 import sqlalchemy as sa
-from confluent_kafka import Consumer, KafkaException, Message, TopicPartition
 
 from orderflow.errors import Permanent, Retryable
 from orderflow.events import Delivery, Event, Poison, codec
@@ -28,10 +31,12 @@ from orderflow.runtime.definition import Definition
 from orderflow.runtime.dlq import DeadLetter, DeadLetterPublisher
 from orderflow.runtime.metrics import Metrics
 from orderflow.runtime.tx import Tx
+from orderflow.transport import Received, Subscription
 
 log = logging.getLogger(__name__)
 
 HANDLER_ATTEMPTS = 3
+DELIVERY_LIMIT = 10
 
 
 class Stopping(Exception):
@@ -42,7 +47,7 @@ class Stopping(Exception):
 class Item:
     event: Event
     delivery: Delivery
-    message: Message
+    message: Received
 
 
 class ConsumerLoop:
@@ -51,7 +56,7 @@ class ConsumerLoop:
         *,
         definition: Definition,
         prefix: str,
-        consumer: Consumer,
+        subscription: Subscription | None,
         store: Store,
         tables: Mapping[str, sa.Table],
         dlq: DeadLetterPublisher,
@@ -63,7 +68,8 @@ class ConsumerLoop:
         self.definition = definition
         self.handlers = definition.handlers
         self.prefix = prefix
-        self.consumer = consumer
+        # None until the service has subscribed (``attach``): the loop runs only after that.
+        self.subscription = subscription
         self.store = store
         self.tables = tables
         self.dlq = dlq
@@ -72,37 +78,33 @@ class ConsumerLoop:
         self.batch_size = batch_size
         self.batch_timeout = batch_timeout
         self.last_poll = time.monotonic()
-        self.assigned: set[tuple[str, int]] = set()
-        # The last offset applied per partition, committed once more, synchronously, on a graceful stop.
-        self.applied: dict[tuple[str, int], int] = {}
         self.joined = threading.Event()
         self._stop = threading.Event()
 
-    def on_assign(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        """Called by librdkafka (inside ``consume``) when the group hands this member its partitions."""
-        self.assigned = {(tp.topic, tp.partition) for tp in partitions if tp.topic is not None}
-        self.metrics.assigned_partitions.set(len(self.assigned))
-        self.joined.set()
-        log.info(
-            "assigned %d partition(s): %s",
-            len(self.assigned),
-            sorted(self.assigned),
-            extra={"count": len(self.assigned)},
-        )
+    def attach(self, subscription: Subscription) -> None:
+        """The subscription the loop fetches from, once the service has joined its group."""
+        self.subscription = subscription
+        self.joined = subscription.joined
 
-    def on_revoke(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        revoked = {(tp.topic, tp.partition) for tp in partitions}
-        self.assigned -= revoked
-        for where in revoked:
-            self.applied.pop(where, None)  # another member owns it now: never commit an older offset over theirs
-        self.metrics.assigned_partitions.set(len(self.assigned))
-        log.info("revoked %d partition(s)", len(partitions), extra={"count": len(partitions)})
+    def on_assigned(self, count: int) -> None:
+        """The subscription's share of the channels changed (``Transport.subscribe``'s callback)."""
+        self.metrics.assigned_partitions.set(count)
 
     def run(self, stop: threading.Event) -> None:
         self._stop = stop
+        subscription = self.subscription
+        assert subscription is not None, "attach() a subscription before run()"
+        backoff = Backoff(first=0.5, cap=10.0)
         while not stop.is_set():
             self.last_poll = time.monotonic()
-            messages = self._next_batch()
+            try:
+                messages = subscription.fetch(self.batch_size, self.batch_timeout)
+                backoff.reset()
+            except Retryable as e:
+                delay = backoff.next()
+                log.warning("fetch failed, retrying in %.1fs: %s", delay, e)
+                stop.wait(delay)
+                continue
             if not messages:
                 continue
             try:
@@ -110,46 +112,24 @@ class ConsumerLoop:
             except Stopping:
                 log.warning("stopping with a batch not applied; it will be redelivered")
                 return
-        self._commit(self.applied, asynchronous=False)
-
-    def _next_batch(self) -> list[Message]:
-        """What has already been fetched, up to a batch; else wait (up to the poll timeout) for the first message.
-
-        ``consume(n, timeout)`` alone would wait the whole timeout for ``n`` messages whenever fewer are queued,
-        adding that timeout to every hop of the saga at low load. Taking what is there keeps latency low when idle
-        and batches full under load, when librdkafka's prefetch queue is never empty.
-        """
-        messages = self.consumer.consume(num_messages=self.batch_size, timeout=0)
-        if messages:
-            return messages
-        messages = self.consumer.consume(num_messages=1, timeout=self.batch_timeout)
-        if messages:
-            messages += self.consumer.consume(num_messages=self.batch_size - 1, timeout=0)
-        return messages
 
     # -- one batch -------------------------------------------------------------------------------------------
 
-    def process(self, messages: Sequence[Message]) -> None:
+    def process(self, messages: Sequence[Received]) -> None:
         started = time.perf_counter()
-        offsets: dict[tuple[str, int], int] = {}
         items: list[Item] = []
         letters: list[DeadLetter] = []
         for m in messages:
-            err = m.error()
-            if err is not None:
-                if err.fatal():
-                    raise KafkaException(err)
-                log.warning("consumer error: %s", err)
-                continue
-            delivery = delivery_of(m)
-            where = (delivery.topic, delivery.partition)
-            offsets[where] = max(offsets.get(where, -1), delivery.offset)
-            headers = headers_of(m)
-            if codec.ignorable(headers, self.handlers):
+            delivery = Delivery(m.channel, m.partition, m.offset)
+            if codec.ignorable(m.headers, self.handlers):
                 self.metrics.ignored.inc()
                 continue
+            if m.deliveries > DELIVERY_LIMIT:
+                detail = f"delivered {m.deliveries} times without being settled (limit {DELIVERY_LIMIT})"
+                letters.append(_letter(m, delivery, "delivery_limit", detail))
+                continue
             try:
-                event = codec.decode(key=m.key(), value=m.value(), headers=headers)
+                event = codec.decode(key=m.key, value=m.value, headers=m.headers)
             except Poison as p:
                 letters.append(_letter(m, delivery, p.reason, p.detail))
                 continue
@@ -173,7 +153,8 @@ class ConsumerLoop:
                         "offset": letter.offset,
                     },
                 )
-        self._commit(offsets)
+        assert self.subscription is not None
+        self.subscription.settle(messages)
         self.metrics.batch_size.observe(len(messages))
         self.metrics.batch_seconds.observe(time.perf_counter() - started)
 
@@ -247,25 +228,6 @@ class ConsumerLoop:
                 log.warning("transient failure, retrying in %.1fs: %s", delay, e)
                 self._stop.wait(delay)
 
-    def _commit(self, offsets: Mapping[tuple[str, int], int], *, asynchronous: bool = True) -> None:
-        """Commit offsets of applied messages. Asynchronously while running: the state is already durable, so the
-        consumer need not wait a broker round trip per batch (a lost or late commit only means a redelivery,
-        which the inbox absorbs); synchronously on a graceful stop."""
-        if not offsets:
-            return
-        if asynchronous:
-            self.applied.update(offsets)
-        positions = [TopicPartition(t, p, o + 1) for (t, p), o in offsets.items()]
-        try:
-            # Two calls, not one with ``asynchronous=asynchronous``: the client's overloads type each on its literal.
-            if asynchronous:
-                self.consumer.commit(offsets=positions, asynchronous=True)
-            else:
-                self.consumer.commit(offsets=positions, asynchronous=False)
-        except KafkaException as e:
-            # The state is committed; the worst case is a redelivery that the inbox absorbs.
-            log.warning("offset commit failed (the batch will be redelivered and skipped): %s", e)
-
 
 def apply(
     store: Store,
@@ -300,32 +262,14 @@ def apply(
     return new, tx
 
 
-def delivery_of(m: Message) -> Delivery:
-    """Where a consumed message came from.
-
-    Kafka's contract: a message ``consume()`` returns without an error always has a topic, partition and offset
-    (confluent-kafka types them ``Optional`` because an error event, or a message built by hand, may lack them).
-    """
-    topic, partition, offset = m.topic(), m.partition(), m.offset()
-    assert topic is not None and partition is not None and offset is not None, "a consumed message has a position"
-    return Delivery(topic, partition, offset)
-
-
-def headers_of(m: Message) -> list[tuple[str, bytes | None]]:
-    """A consumed message's headers, ``[]`` when it has none."""
-    # cast: librdkafka hands a consumed message's headers back as a list of (name, bytes-or-None) pairs; the
-    # stub's wider type (a dict, or str values) is what ``produce``/``set_headers`` accept, never what is read.
-    return cast(list[tuple[str, bytes | None]], m.headers() or [])
-
-
-def _letter(m: Message, d: Delivery, reason: str, detail: str) -> DeadLetter:
+def _letter(m: Received, d: Delivery, reason: str, detail: str) -> DeadLetter:
     return DeadLetter(
         reason=reason,
         detail=detail,
         topic=d.topic,
         partition=d.partition,
         offset=d.offset,
-        key=m.key(),
-        value=m.value(),
-        headers=headers_of(m),
+        key=m.key,
+        value=m.value,
+        headers=m.headers,
     )

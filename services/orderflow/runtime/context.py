@@ -8,13 +8,12 @@ only: service -> consumer -> definition -> context -> store, outbox, tx.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
 
 import sqlalchemy as sa
-from confluent_kafka import Producer
 
+from orderflow import transport as transports
 from orderflow.runtime import identity, inbox, outbox
 from orderflow.runtime.config import Settings
 from orderflow.runtime.db import Store
@@ -39,25 +38,25 @@ class Runtime:
         service: str,
         metadata: sa.MetaData,
         settings: Settings,
-        producer: Producer | None = None,
-        kafka_hooks: Mapping[str, Any] | None = None,
+        transport: transports.Transport | None = None,
+        publisher: transports.Publisher | None = None,
     ) -> None:
-        """``producer`` replaces the relay's Kafka producer (e.g. one that must never be used, for contracts);
-        ``kafka_hooks`` (``kafkalog.KafkaLog.config()``) are added to the settings of the one made here."""
+        """The relay publishes with ``publisher``, else with a relay publisher of ``transport``, else of the
+        transport the settings name (connected here)."""
         self.service = service
         self.settings = settings
         self.tables = runtime_tables(metadata)
         self.store = Store(settings.database_url, metadata)
         self.metrics = Metrics(service)
-        if producer is None:
-            relay_id = {"client.id": f"orderflow-{service}-relay"}
-            producer = Producer({**outbox.producer_config(settings), **relay_id, **(kafka_hooks or {})})
-        self.producer = producer
+        if publisher is None:
+            transport = transport or transports.connect(settings, client_id=f"orderflow-{service}")
+            publisher = transport.publisher("relay")
+        self.publisher = publisher
         self.relay = outbox.Relay(
             store=self.store,
             outbox=self.tables["outbox"],
             lease=self.tables["outbox_lease"],
-            producer=self.producer,
+            publisher=self.publisher,
             metrics=self.metrics,
             holder=identity.lease_holder(settings),
         )

@@ -1,4 +1,4 @@
-"""The dead-letter topic ``<prefix>.<service>.dlq``: poison messages go here, byte for byte, with why and whence.
+"""The dead-letter channel ``<prefix>.<service>.dlq``: poison messages go here, byte for byte, with why and whence.
 
 The original key, value and headers are kept so a fixed consumer can replay the message; ``orderflow.dlq.*``
 headers add the reason code, a human-readable detail and the original topic, partition and offset.
@@ -8,13 +8,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Final
-
-from confluent_kafka import KafkaError, KafkaException, Producer
+from typing import Final
 
 from orderflow.errors import BrokerUnavailable
 from orderflow.events import isoformat, utcnow
 from orderflow.runtime import tracing
+from orderflow.transport import Publisher, Record
 
 HEADER_REASON: Final = "orderflow.dlq.reason"
 HEADER_DETAIL: Final = "orderflow.dlq.detail"
@@ -38,24 +37,19 @@ class DeadLetter:
 
 
 class DeadLetterPublisher:
-    def __init__(self, *, producer: Producer, topic: str, service: str) -> None:
-        self.producer = producer
+    def __init__(self, *, publisher: Publisher, topic: str, service: str) -> None:
+        self.publisher = publisher
         self.topic = topic
         self.service = service
 
     def publish(self, letters: Sequence[DeadLetter]) -> None:
-        """Publish ``letters`` and wait for Kafka's acknowledgement; ``BrokerUnavailable`` if any is not acked."""
+        """Publish ``letters`` and wait for the broker's acknowledgement; ``BrokerUnavailable`` if any is not acked."""
         if not letters:
             return
-        failures: list[KafkaError] = []
-
-        def on_delivery(err: KafkaError | None, _msg: Any) -> None:
-            if err is not None:
-                failures.append(err)
-
         now = isoformat(utcnow()).encode()
+        records: list[Record] = []
         for letter in letters:
-            headers: list[tuple[str, str | bytes | None]] = [
+            headers: list[tuple[str, bytes]] = [
                 (k, v) for k, v in letter.headers if v is not None and not k.startswith("orderflow.dlq.")
             ]
             headers += [
@@ -77,14 +71,8 @@ class DeadLetterPublisher:
                 offset=letter.offset,
                 headers=letter.headers,
             )
-            try:
-                self.producer.produce(
-                    self.topic, value=letter.value, key=letter.key, headers=headers, on_delivery=on_delivery
-                )
-            except (KafkaException, BufferError) as e:
-                raise BrokerUnavailable(f"cannot produce to {self.topic}: {e}") from e
-        remaining = self.producer.flush(30)
-        if failures or remaining:
-            raise BrokerUnavailable(
-                f"dead-letter publish to {self.topic} not acknowledged: {failures[:1] or remaining}"
-            )
+            records.append(Record(self.topic, letter.key or b"", letter.value, tuple(headers)))
+        delivered, errors = self.publisher.publish(records)
+        if errors or len(delivered) < len(records):
+            first = next(iter(errors.values()), f"{len(records) - len(delivered)} not acknowledged")
+            raise BrokerUnavailable(f"dead-letter publish to {self.topic} not acknowledged: {first}")

@@ -1,7 +1,8 @@
-"""The outbox: events a transaction decided to publish, stored in that transaction, relayed to Kafka after it.
+"""The outbox: events a transaction decided to publish, stored in that transaction, relayed to the broker after it.
 
 Nothing is published that was not committed, and nothing committed is lost: the relay deletes a row only once
-Kafka has acknowledged it (idempotent producer, ``acks=all``). A crash between publish and delete publishes the row
+the broker has acknowledged it (``orderflow.transport.Publisher``: Kafka's idempotent ``acks=all`` producer,
+JetStream's PubAck, RabbitMQ's publisher confirms). A crash between publish and delete publishes the row
 again, which the consumers' inboxes absorb. Rows are relayed in commit order (``seq``) by a single relay at a time
 — a lease in the database elects it when several replicas share one PostgreSQL — so events of one order keep their
 order on their partition.
@@ -21,24 +22,23 @@ import os
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any, Final
+from typing import Final
 
 import orjson
 import sqlalchemy as sa
-from confluent_kafka import KafkaError, KafkaException, Producer
 from sqlalchemy.engine import Connection
 
 from orderflow.errors import BrokerUnavailable, Retryable
-from orderflow.events import KafkaRecord, utcnow
+from orderflow.events import utcnow
 from orderflow.runtime import db, faults, tracing
 from orderflow.runtime.backoff import Backoff
-from orderflow.runtime.config import KafkaConfig, Settings
 from orderflow.runtime.db import Store
 from orderflow.runtime.metrics import Metrics
+from orderflow.transport import Publisher, Record
 
 log = logging.getLogger(__name__)
 
@@ -53,13 +53,16 @@ SCAN_EVERY_CYCLE_S: Final = 5.0
 
 @dataclass(frozen=True, slots=True)
 class Row:
-    """One outbox row, as the relay publishes it: committed, numbered (``seq``), ready for ``produce``."""
+    """One outbox row, as the relay publishes it: committed, numbered (``seq``), ready to publish."""
 
     seq: int
     topic: str
     key: bytes
     value: bytes
-    headers: list[tuple[str, str | bytes | None]]
+    headers: list[tuple[str, bytes]]
+
+    def record(self) -> Record:
+        return Record(self.topic, self.key, self.value, tuple(self.headers))
 
 
 def tables(metadata: sa.MetaData) -> tuple[sa.Table, sa.Table]:
@@ -83,7 +86,7 @@ def tables(metadata: sa.MetaData) -> tuple[sa.Table, sa.Table]:
     return outbox, lease
 
 
-def append(conn: Connection, outbox: sa.Table, records: Sequence[KafkaRecord]) -> list[Row]:
+def append(conn: Connection, outbox: sa.Table, records: Sequence[Record]) -> list[Row]:
     """Store ``records`` for publication, inside the caller's transaction (one multi-row INSERT); return the rows
     with their ``seq``, to hand to the relay once the transaction has committed."""
     if not records:
@@ -93,22 +96,16 @@ def append(conn: Connection, outbox: sa.Table, records: Sequence[KafkaRecord]) -
         outbox.insert().returning(outbox.c.seq, sort_by_parameter_order=True),
         [
             {
-                "topic": r.topic,
+                "topic": r.channel,
                 "msg_key": r.key,
-                "value": r.value,
+                "value": r.value or b"",
                 "headers": orjson.dumps([[k, v.decode()] for k, v in r.headers]).decode(),
                 "created_at": now,
             }
             for r in records
         ],
     ).scalars()
-    return [Row(seq, r.topic, r.key, r.value, list(r.headers)) for seq, r in zip(seqs, records, strict=True)]
-
-
-def producer_config(settings: Settings) -> KafkaConfig:
-    """The relay's producer: idempotent with ``acks=all`` whatever the user sets, batching tunable."""
-    required: KafkaConfig = {"enable.idempotence": True, "acks": "all"}
-    return settings.kafka_config({"linger.ms": 2, "message.timeout.ms": 15000}, **required)
+    return [Row(seq, r.channel, r.key, r.value or b"", list(r.headers)) for seq, r in zip(seqs, records, strict=True)]
 
 
 class Relay:
@@ -120,7 +117,7 @@ class Relay:
         store: Store,
         outbox: sa.Table,
         lease: sa.Table,
-        producer: Producer,
+        publisher: Publisher,
         metrics: Metrics,
         batch_size: int = 1000,
         poll_interval: float = 0.25,
@@ -130,7 +127,7 @@ class Relay:
         self.store = store
         self.outbox = outbox
         self.lease = lease
-        self.producer = producer
+        self.publisher = publisher
         self.metrics = metrics
         self.batch_size = batch_size
         self.poll_interval = poll_interval
@@ -244,7 +241,7 @@ class Relay:
             raise
         if errors or len(delivered) < len(rows):
             self._next_scan = 0.0
-            first = next(iter(errors.values()), None)
+            first = next(iter(errors.values()), "no answer")
             raise BrokerUnavailable(f"{len(rows) - len(delivered)} outbox event(s) not acknowledged: {first}")
         if len(found) >= self.batch_size:
             self._next_scan = 0.0  # a backlog: keep reading it
@@ -264,37 +261,16 @@ class Relay:
             if r.seq not in handed
         ][: self.batch_size]
 
-    def _publish(self, rows: Sequence[Row]) -> tuple[list[int], dict[int, KafkaError]]:
-        """Produce ``rows`` in order and wait for Kafka's answers: the acknowledged seqs, and the errors by seq."""
-        errors: dict[int, KafkaError] = {}
-        delivered: list[int] = []
-
-        def on_delivery(seq: int) -> Callable[[KafkaError | None, Any], None]:
-            def callback(err: KafkaError | None, _msg: Any) -> None:
-                if err is None:
-                    delivered.append(seq)
-                else:
-                    errors[seq] = err
-
-            return callback
-
+    def _publish(self, rows: Sequence[Row]) -> tuple[list[int], dict[int, str]]:
+        """Publish ``rows`` in order and wait for the broker's answers: the acknowledged seqs, and errors by seq."""
         spans = tracing.sending()  # None unless tracing is on
-        for row in rows:
-            callback = on_delivery(row.seq)
-            if spans is not None:
-                callback = spans.around(callback, topic=row.topic, headers=row.headers)
-            while True:
-                try:
-                    self.producer.produce(
-                        row.topic, value=row.value, key=row.key, headers=row.headers, on_delivery=callback
-                    )
-                    break
-                except BufferError:
-                    self.producer.poll(0.05)
-                except KafkaException as e:
-                    raise BrokerUnavailable(f"cannot produce to {row.topic}: {e}") from e
-        self.producer.flush(30)
-        return delivered, errors
+        ends = [spans.begin(topic=row.topic, headers=row.headers) for row in rows] if spans is not None else []
+        acked, refused = self.publisher.publish([row.record() for row in rows], timeout=30)
+        if ends:
+            done = set(acked)
+            for i, end in enumerate(ends):
+                end(refused.get(i, None if i in done else "not acknowledged"))
+        return [rows[i].seq for i in acked], {rows[i].seq: error for i, error in refused.items()}
 
     def _forget(self, rows: Sequence[Row], delivered: list[int]) -> None:
         """Delete the acknowledged rows and count them as produced, by topic."""

@@ -1,13 +1,15 @@
-"""Serving without a broker: Kafka set-up retried in the background, and what the broker's state means for readiness.
+"""Serving without a broker: broker set-up retried in the background, and what the broker's state means for
+readiness.
 
-A service must not need Kafka to start. On Kubernetes a Pod rescheduled during a broker outage that exits at start
-crash-loops, and the order service would stop taking orders that its outbox could hold. So a service starts its
-HTTP server at once, and one background thread, :class:`KafkaLink`, does the broker set-up steps (probe, create
-topics, subscribe) with backoff, forever, logging why each attempt failed; only then do the consumer loop and the
-outbox relay start. Afterwards the same thread keeps :class:`BrokerState` true: a client's ``_ALL_BROKERS_DOWN``
-error (``kafkalog``) makes it probe the broker at once, and while the broker is down it probes every second until
-it answers again. A probe decides, not the error itself: librdkafka queues errors until the client is polled, so a
-consumer can report an outage that ended seconds ago.
+A service must not need its broker (Kafka, NATS, RabbitMQ: the transport) to start. On Kubernetes a Pod rescheduled
+during a broker outage that exits at start crash-loops, and the order service would stop taking orders that its
+outbox could hold. So a service starts its HTTP server at once, and one background thread, :class:`BrokerLink`, does
+the broker set-up steps (probe, create channels, subscribe) with backoff, forever, logging why each attempt failed;
+only then do the consumer loop and the outbox relay start. Afterwards the same thread keeps :class:`BrokerState`
+true: a transport that sees its broker go away (Kafka: a client's ``_ALL_BROKERS_DOWN`` error) makes it probe the
+broker at once, and while the broker is down it probes every second until it answers again. A probe decides, not
+the error itself: librdkafka queues errors until the client is polled, so a consumer can report an outage that
+ended seconds ago.
 """
 
 from __future__ import annotations
@@ -18,25 +20,23 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any, Final
 
-from confluent_kafka import KafkaException, Producer
-from confluent_kafka.admin import AdminClient
-
 from orderflow.errors import BrokerUnavailable, Retryable
 from orderflow.runtime.backoff import Backoff
+from orderflow.transport import Transport
 
 log = logging.getLogger(__name__)
 
-PROBE_TIMEOUT_S: Final = 3.0
 WATCH_INTERVAL_S: Final = 1.0
 
 Step = tuple[str, Callable[[], None]]
 
 
 class BrokerState:
-    """Whether this service reaches Kafka, since when, and the last reason it did not (thread-safe)."""
+    """Whether this service reaches its broker, since when, and the last reason it did not (thread-safe)."""
 
-    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, clock: Callable[[], float] = time.monotonic, *, display: str = "Kafka") -> None:
         self._clock = clock
+        self.display = display
         self._lock = threading.Lock()
         self._up = False
         self._reason = "not connected yet"
@@ -49,14 +49,14 @@ class BrokerState:
     def down(self, reason: str) -> None:
         with self._lock:
             if self._up:
-                log.warning("Kafka unreachable: %s", reason)
+                log.warning("%s unreachable: %s", self.display, reason)
                 self._since = self._clock()
             self._up, self._reason = False, reason
 
     def mark_up(self) -> None:
         with self._lock:
             if not self._up:
-                log.info("Kafka reachable")
+                log.info("%s reachable", self.display)
                 self._up, self._reason, self._since = True, "", self._clock()
 
     def snapshot(self) -> dict[str, Any]:
@@ -69,21 +69,11 @@ class BrokerState:
             return body
 
 
-class KafkaLink:
+class BrokerLink:
     """Runs the broker set-up steps until they all succeed, then watches the broker; both until ``stop``."""
 
-    def __init__(
-        self,
-        *,
-        admin: AdminClient,
-        state: BrokerState,
-        stop: threading.Event,
-        idle_clients: Sequence[Producer] = (),
-    ) -> None:
-        """``idle_clients`` are polled with the admin client, so their logs and errors are served (a client that
-        is rarely used, like the dead-letter producer, would otherwise queue them up while the broker is down)."""
-        self.admin = admin
-        self.idle_clients = idle_clients
+    def __init__(self, *, transport: Transport, state: BrokerState, stop: threading.Event) -> None:
+        self.transport = transport
         self.state = state
         self.stop = stop
         self.connected = threading.Event()
@@ -94,13 +84,8 @@ class KafkaLink:
         self._suspect.set()
 
     def probe(self) -> None:
-        """One metadata request: the broker is up when it answers, else ``BrokerUnavailable``."""
-        try:
-            metadata = self.admin.list_topics(timeout=PROBE_TIMEOUT_S)
-        except KafkaException as e:
-            raise BrokerUnavailable(f"no answer to a metadata request: {e.args[0].str() if e.args else e}") from e
-        if not metadata.brokers:
-            raise BrokerUnavailable("the cluster lists no brokers")
+        """Ask the broker something: it is up when it answers, else ``BrokerUnavailable``."""
+        self.transport.probe()
         self.state.mark_up()
 
     def set_up(self, steps: Sequence[Step]) -> bool:
@@ -117,18 +102,16 @@ class KafkaLink:
                 except Retryable as e:
                     self.state.down(str(e))
                     delay = backoff.next()
-                    log.warning("Kafka set-up (%s) failed, retrying in %.1fs: %s", name, delay, e)
+                    log.warning("%s set-up (%s) failed, retrying in %.1fs: %s", self.state.display, name, delay, e)
                     self.stop.wait(delay)
         self.connected.set()
         return True
 
     def watch(self) -> None:
-        """Serve the admin client's callbacks; while the broker is marked down, probe it until it answers."""
+        """Serve the transport's background callbacks; while the broker is marked down, probe it until it answers."""
         while not self.stop.is_set():
             self._suspect.wait(WATCH_INTERVAL_S)
-            self.admin.poll(0)
-            for client in self.idle_clients:
-                client.poll(0)
+            self.transport.poll()
             if self._suspect.is_set() or not self.state.up:
                 self._suspect.clear()
                 try:

@@ -14,13 +14,11 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from confluent_kafka import Consumer, Producer
-from confluent_kafka.admin import AdminClient
-
+from orderflow import transport as transports
 from orderflow.errors import Retryable
 from orderflow.events import catalog
-from orderflow.runtime import identity, kafkalog, openapi, readiness, topics, tracing
-from orderflow.runtime.config import KafkaConfig, Settings
+from orderflow.runtime import openapi, readiness, tracing
+from orderflow.runtime.config import Settings
 from orderflow.runtime.consumer import ConsumerLoop
 from orderflow.runtime.context import Runtime
 from orderflow.runtime.definition import Definition, Ticker
@@ -41,32 +39,25 @@ class Service:
         self.stopping = threading.Event()
         self._threads: list[threading.Thread] = []
         self._tickers_alive: dict[str, float] = {}
-        # Kafka's state, its clients' logs through ours, and the background set-up that needs no broker to start.
-        self.broker = readiness.BrokerState()
-        kafka_log = kafkalog.KafkaLog(level=settings.kafka_log_level, on_all_brokers_down=self._suspect_broker)
-        logging.getLogger(kafkalog.log.name).setLevel(settings.kafka_log_level)
-        hooks = kafka_log.config()
-        client_id = f"orderflow-{definition.name}"
+        # The broker (the transport the settings name), its state, and the background set-up that needs no broker
+        # to start.
+        self.transport = transports.connect(
+            settings, client_id=f"orderflow-{definition.name}", on_all_brokers_down=self._suspect_broker
+        )
+        self.broker = readiness.BrokerState(display=self.transport.display)
         self.runtime = Runtime(
-            service=definition.name, metadata=definition.metadata, settings=settings, kafka_hooks=hooks
+            service=definition.name, metadata=definition.metadata, settings=settings, transport=self.transport
         )
-        self.consumer = Consumer({**identity.consumer_config(settings, client_id=client_id), **hooks})
-        dlq_required: KafkaConfig = {"acks": "all", "enable.idempotence": True, "client.id": f"{client_id}-dlq"}
-        dlq_producer = Producer({**settings.kafka_config(**dlq_required), **hooks})
-        self.link = readiness.KafkaLink(
-            admin=AdminClient({**settings.kafka_config(**{"client.id": f"{client_id}-admin"}), **hooks}),
-            state=self.broker,
-            stop=self.stopping,
-            idle_clients=[dlq_producer],
-        )
+        self.link = readiness.BrokerLink(transport=self.transport, state=self.broker, stop=self.stopping)
+        self.subscription: transports.Subscription | None = None
         self.loop = ConsumerLoop(
             definition=definition,
             prefix=settings.topic_prefix,
-            consumer=self.consumer,
+            subscription=None,
             store=self.runtime.store,
             tables=self.runtime.tables,
             dlq=DeadLetterPublisher(
-                producer=dlq_producer,
+                publisher=self.transport.publisher("dlq"),
                 topic=catalog.dlq_topic(settings.topic_prefix, definition.name),
                 service=definition.name,
             ),
@@ -91,28 +82,29 @@ class Service:
         return sorted({catalog.get(t).topic(self.settings.topic_prefix) for t in self.definition.handlers})
 
     def start(self) -> None:
-        """Serve HTTP and run the periodic jobs at once; Kafka set-up, then consuming and relaying, follow in the
-        background (``readiness.KafkaLink``), however long the broker takes to answer."""
+        """Serve HTTP and run the periodic jobs at once; broker set-up, then consuming and relaying, follow in the
+        background (``readiness.BrokerLink``), however long the broker takes to answer."""
         s = self.settings
-        tracing.configure(self.definition.name)
+        tracing.configure(self.definition.name, system=self.transport.name)
         self.http.start()
         for ticker in self.definition.tickers:
             self._spawn(f"ticker-{ticker.name}", functools.partial(self._tick, ticker))
         self._spawn("kafka", self._connect)
         self._ready = True
         log.info(
-            "%s started: http on %s:%d; connecting to Kafka at %s",
+            "%s started: http on %s:%d; connecting to %s at %s",
             self.definition.name,
             s.http_host,
             self.http.port,
-            s.kafka_bootstrap,
+            self.transport.display,
+            s.kafka_bootstrap if s.transport == "kafka" else _redacted(s.transport_url),
         )
 
     def _suspect_broker(self, reason: str) -> None:
         self.link.suspect(reason)
 
     def _connect(self) -> None:
-        if not self.link.set_up([("create topics", self._ensure_topics), ("subscribe", self._subscribe)]):
+        if not self.link.set_up([("create channels", self._ensure_topics), ("subscribe", self._subscribe)]):
             return
         self._spawn("relay", lambda: self.runtime.relay.run(self.stopping))
         self._spawn("consumer", lambda: self.loop.run(self.stopping))
@@ -124,16 +116,18 @@ class Service:
         if not s.create_topics:
             return
         produced = [e.topic(s.topic_prefix) for e in catalog.produced_by(self.definition.name)]
-        topics.ensure(
-            self.link.admin,
+        self.transport.ensure_channels(
             [*self.subscriptions(), *produced, catalog.dlq_topic(s.topic_prefix, self.definition.name)],
             partitions=s.topic_partitions,
             replication=s.topic_replication,
-            timeout=10,
         )
 
     def _subscribe(self) -> None:
-        self.consumer.subscribe(self.subscriptions(), on_assign=self.loop.on_assign, on_revoke=self.loop.on_revoke)
+        if self.subscription is None:
+            self.subscription = self.transport.subscribe(
+                self.subscriptions(), group=self.settings.group, on_assigned=self.loop.on_assigned
+            )
+            self.loop.attach(self.subscription)
 
     def stop(self, drain_s: float = 5.0) -> None:
         """Finish the batch in hand, commit it, publish what the outbox holds (within ``drain_s``), close."""
@@ -144,10 +138,11 @@ class Service:
         if self.broker.up:
             self.runtime.relay.drain(drain_s)
         else:
-            log.warning("Kafka unreachable: what the outbox holds is published at the next start")
+            log.warning("%s unreachable: what the outbox holds is published at the next start", self.transport.display)
         self.runtime.relay.release()
-        self.consumer.close()
-        self.runtime.producer.flush(10)
+        if self.subscription is not None:
+            self.subscription.close()
+        self.transport.close()
         self.http.stop()
         self.runtime.store.dispose()
         tracing.shutdown()
@@ -200,14 +195,15 @@ class Service:
 
     def _readyz(self, _request: Request) -> Response:
         problems: list[str] = []
-        kafka: list[str] = []  # what Kafka's state stops; a service ready without a broker only reports them
+        kafka: list[str] = []  # what the broker's state stops; a service ready without a broker only reports them
         broker = self.broker.snapshot()
+        name = self.transport.display
         if not self._ready:
             problems.append("not started or stopping")
         if not self.link.connected.is_set():
-            kafka.append(f"setting up Kafka (topics, subscription), retrying: {broker.get('reason', '')}")
+            kafka.append(f"setting up {name} (channels, subscription), retrying: {broker.get('reason', '')}")
         elif not self.broker.up:
-            kafka.append(f"Kafka unreachable: {broker.get('reason', '')}")
+            kafka.append(f"{name} unreachable: {broker.get('reason', '')}")
         elif not self.loop.joined.is_set():
             # Ready once the group has taken this replica in (its assignment may be empty: more replicas than
             # partitions), so that a client that waits for readiness does not wait out the first rebalance.
@@ -226,7 +222,13 @@ class Service:
             database = "down"
         if not self.definition.ready_without_broker:
             problems += kafka
-        body: dict[str, Any] = {"kafka": broker, "database": database}
+        # "kafka" is the broker's state whatever the transport (the field predates the others); "transport" names it.
+        body: dict[str, Any] = {
+            "kafka": broker,
+            "broker": broker,
+            "transport": self.transport.name,
+            "database": database,
+        }
         if problems:
             return 503, {"status": "not ready", "problems": problems, **body}
         if kafka:
@@ -235,3 +237,12 @@ class Service:
 
     def _metrics(self, _request: Request) -> tuple[int, Any]:
         return 200, self.runtime.metrics.exposition()
+
+
+def _redacted(url: str) -> str:
+    """``url`` without a password, for logs."""
+    scheme, sep, rest = url.partition("://")
+    if "@" not in rest:
+        return url
+    credentials, _, host = rest.rpartition("@")
+    return f"{scheme}{sep}{credentials.split(':', 1)[0]}:***@{host}"

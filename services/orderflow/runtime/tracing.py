@@ -45,6 +45,8 @@ EXPORTERS: Final = ("otlp", "console")
 INSTALL_HINT: Final = "pip install 'orderflow[tracing]'"
 
 _tracer: Tracer | None = None
+# messaging.system of every span: the transport's name (OpenTelemetry's values: kafka, nats, rabbitmq)
+_system = "kafka"
 _provider: TracerProvider | None = None
 
 
@@ -75,14 +77,15 @@ def exporters_from(env: Mapping[str, str]) -> list[str]:
     return names
 
 
-def configure(service: str, env: Mapping[str, str] | None = None) -> bool:
+def configure(service: str, env: Mapping[str, str] | None = None, *, system: str = "kafka") -> bool:
     """Switch tracing on for this process when ``env`` (default: the environment) asks for it; True if it is on.
 
     ``service.name`` is ``OTEL_SERVICE_NAME`` or ``orderflow-<service>``. Idempotent: a second call keeps the first
     configuration.
     """
-    global _tracer, _provider
+    global _tracer, _provider, _system
     env = os.environ if env is None else env
+    _system = system
     names = exporters_from(env)
     if not names or _tracer is not None:
         return _tracer is not None
@@ -156,7 +159,7 @@ def _event_name(event_type: str) -> str:
 
 def _event_attributes(event: Event) -> dict[str, str]:
     return {
-        "messaging.system": "kafka",
+        "messaging.system": _system,
         "messaging.message.id": event.id,
         "cloudevents.event_id": event.id,
         "cloudevents.event_type": event.type,
@@ -226,7 +229,7 @@ def create(parent: str | None, *, service: str, event_type: str, subject: str) -
         context=_parent(parent),
         kind=SpanKind.PRODUCER,
         attributes={
-            "messaging.system": "kafka",
+            "messaging.system": _system,
             "messaging.operation.name": "create",
             "cloudevents.event_type": event_type,
             "orderflow.order_id": subject,
@@ -304,17 +307,14 @@ def consuming(service: str) -> Consuming | _NotConsuming:
 
 # -- the outbox relay and the dead-letter topic ------------------------------------------------------------------
 
-DeliveryCallback = Callable[[Any, Any], None]
-
-
 class Sending:
-    """CLIENT spans of the outbox relay's produce calls, each a child of the event's create span."""
+    """CLIENT spans of the outbox relay's publishes, each a child of the event's create span."""
 
     def __init__(self, tracer: Tracer) -> None:
         self.tracer = tracer
 
-    def around(self, callback: DeliveryCallback, *, topic: str, headers: Sequence[tuple[str, Any]]) -> DeliveryCallback:
-        """A delivery callback that ends the send span (ERROR when Kafka refused it), then calls ``callback``."""
+    def begin(self, *, topic: str, headers: Sequence[tuple[str, Any]]) -> Callable[[str | None], None]:
+        """Start the send span of one record; the function returned ends it (ERROR with the broker's refusal)."""
         from opentelemetry.trace import SpanKind, Status, StatusCode
 
         event_type = _header(headers, "ce_type")
@@ -325,7 +325,7 @@ class Sending:
             context=_parent(_header(headers, "ce_traceparent")),
             kind=SpanKind.CLIENT,
             attributes={
-                "messaging.system": "kafka",
+                "messaging.system": _system,
                 "messaging.operation.name": "send",
                 "messaging.destination.name": topic,
                 "messaging.message.id": event_id.decode() if isinstance(event_id, bytes) else str(event_id),
@@ -333,16 +333,12 @@ class Sending:
             },
         )
 
-        def delivered(err: Any, msg: Any) -> None:
-            if err is not None:
-                span.set_status(Status(StatusCode.ERROR, str(err)))
-            elif msg is not None:
-                span.set_attribute("messaging.destination.partition.id", str(msg.partition()))
-                span.set_attribute("messaging.kafka.offset", int(msg.offset()))
+        def end(error: str | None) -> None:
+            if error is not None:
+                span.set_status(Status(StatusCode.ERROR, error))
             span.end()
-            callback(err, msg)
 
-        return delivered
+        return end
 
 
 def sending() -> Sending | None:
@@ -375,7 +371,7 @@ def dead_lettered(
         context=_parent(_header(headers, "ce_traceparent")),
         kind=SpanKind.PRODUCER,
         attributes={
-            "messaging.system": "kafka",
+            "messaging.system": _system,
             "messaging.operation.name": "send",
             "messaging.destination.name": dlq_topic,
             "orderflow.service": service,

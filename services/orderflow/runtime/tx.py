@@ -12,8 +12,9 @@ from typing import Any
 
 from sqlalchemy.engine import Connection
 
-from orderflow.events import Event, KafkaRecord, OrderId, codec, utcnow
+from orderflow.events import Event, OrderId, codec, utcnow
 from orderflow.runtime import tracing
+from orderflow.transport import Record
 
 
 class Tx:
@@ -22,7 +23,7 @@ class Tx:
         self.service = service
         self.prefix = prefix
         self.now = now or utcnow()
-        self.pending: list[KafkaRecord] = []
+        self.pending: list[Record] = []
         self.emitted: list[Event] = []
         self.traceparent: str | None = None
 

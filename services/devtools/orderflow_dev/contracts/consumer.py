@@ -18,8 +18,8 @@ from typing import Any
 
 from pact import Pact
 
-from orderflow.events import KafkaRecord
 from orderflow.runtime import Definition
+from orderflow.transport import Record
 from orderflow_dev.contracts import expectations, messages, pactfiles
 from orderflow_dev.contracts.expectations import Expectation
 from orderflow_dev.contracts.world import World
@@ -39,11 +39,12 @@ def definition_of(service: str) -> Definition:
     return definition
 
 
-def kafka_record(body: str | bytes | None, metadata: Mapping[str, Any]) -> KafkaRecord:
-    """The Kafka message a Pact message stands for (binary content mode: CloudEvent attributes as headers)."""
+def kafka_record(body: str | bytes | None, metadata: Mapping[str, Any]) -> Record:
+    """The message a Pact message stands for, in the seam's neutral form (binary content mode: CloudEvent
+    attributes as ``ce_`` headers; each transport's binding carries them on its wire)."""
     value = body if isinstance(body, bytes) else str(body or "").encode()
     headers = tuple((name, str(v).encode()) for name, v in sorted(metadata.items()) if name not in NOT_HEADERS)
-    return KafkaRecord(topic=str(metadata["topic"]), key=str(metadata["key"]).encode(), value=value, headers=headers)
+    return Record(channel=str(metadata["topic"]), key=str(metadata["key"]).encode(), value=value, headers=headers)
 
 
 def build(expectation: Expectation) -> Pact:

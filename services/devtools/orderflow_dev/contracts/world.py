@@ -1,14 +1,15 @@
-"""One service's real code on a private SQLite database, with Kafka cut out at the exact edges where it sits.
+"""One service's real code on a private SQLite database, with the broker replaced by the in-memory transport.
 
-Contracts must be checked against the code the services run, not a copy of it, and without a broker. Both sides
-meet Kafka at a single seam each, so that is where this module cuts:
+Contracts must be checked against the code the services run, not a copy of it, and without a real broker. Both sides
+meet the broker at the transport seam (``orderflow.transport``), so that is where this module cuts:
 
 * a **provider** publishes what its transactions leave in the outbox (``Runtime.transaction`` appends ``Tx.pending``
-  there; the relay only copies rows to Kafka). ``World.transaction`` *is* ``Runtime.transaction``, run by a
-  ``Runtime`` that has no Kafka producer, and ``World.published()`` reads the outbox rows the relay would send.
-* a **consumer** receives ``confluent_kafka.Message`` objects in ``ConsumerLoop.run``. ``World.consume()`` runs
-  the service's real ``ConsumerLoop`` (decode, dead-lettering, inbox, handler, outbox, offset commit) on one
-  message handed over by a stand-in for the Kafka consumer, and records dead letters instead of producing them.
+  there; the relay only copies rows to the broker). ``World.transaction`` *is* ``Runtime.transaction``, run by a
+  ``Runtime`` whose relay never runs, and ``World.published()`` reads the outbox rows the relay would send.
+* a **consumer** receives ``Received`` messages from its subscription in ``ConsumerLoop.run``. ``World.consume()``
+  publishes one record on a private in-memory broker (``orderflow.transport.memory``) and runs the service's real
+  ``ConsumerLoop`` (decode, dead-lettering, inbox, handler, outbox, settle) on it, for one batch; dead letters go
+  to the broker's dead-letter channel, where the world reads them back.
 """
 
 from __future__ import annotations
@@ -21,71 +22,49 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 import sqlalchemy as sa
-from confluent_kafka import Consumer, Message, Producer, TopicPartition
 
-from orderflow.events import KafkaRecord
+from orderflow.events import catalog
 from orderflow.runtime import Definition, Runtime, Settings, Tx
 from orderflow.runtime.consumer import ConsumerLoop
-from orderflow.runtime.dlq import DeadLetter, DeadLetterPublisher
+from orderflow.runtime.dlq import HEADER_DETAIL, HEADER_REASON, DeadLetterPublisher
+from orderflow.transport import Received, Record, Subscription, header, memory
 from orderflow_dev.contracts.messages import PREFIX
 
 
 class ConsumerRejected(AssertionError):
-    """The consumer's real path refused a message (dead-lettered it, or never committed its offset)."""
+    """The consumer's real path refused a message (dead-lettered it, or never settled it)."""
 
 
-class _NoKafka:
-    """The relay's producer in a contract world, where the relay never runs: events stay in the outbox, where
-    ``World`` reads them. Any use is a bug."""
+class _OneBatch:
+    """A real in-memory subscription that asks the loop to stop once it has handed over one batch."""
 
-    def produce(self, *_args: object, **_kwargs: object) -> None:
-        raise AssertionError("a contract world never publishes to Kafka")
-
-    def flush(self, *_args: object) -> int:
-        return 0
-
-
-def _offline_runtime(definition: Definition, settings: Settings) -> Runtime:
-    return Runtime(
-        service=definition.name, metadata=definition.metadata, settings=settings, producer=cast(Producer, _NoKafka())
-    )
-
-
-class _OneMessage:
-    """Stands in for ``confluent_kafka.Consumer``: hands over one batch, then asks the loop to stop."""
-
-    def __init__(self, messages: Sequence[Message], stop: threading.Event) -> None:
-        self._messages = list(messages)
+    def __init__(self, subscription: Subscription, stop: threading.Event) -> None:
+        self._subscription = subscription
         self._stop = stop
-        self.committed: list[TopicPartition] = []
+        self.joined = subscription.joined
 
-    def consume(self, num_messages: int = 1, timeout: float = -1) -> list[Message]:
-        batch, self._messages = self._messages[:num_messages], self._messages[num_messages:]
-        if not self._messages:
-            # Stopping before the batch is applied also turns any "retry forever" into an immediate failure.
-            self._stop.set()
+    def fetch(self, max_messages: int, timeout: float) -> list[Received]:
+        batch = self._subscription.fetch(max_messages, timeout)
+        # Stopping before the batch is applied also turns any "retry forever" into an immediate failure.
+        self._stop.set()
         return batch
 
-    def commit(self, *, offsets: list[TopicPartition], asynchronous: bool = True) -> None:
-        self.committed.extend(offsets)
+    def settle(self, messages: Sequence[Received]) -> None:
+        self._subscription.settle(messages)
 
+    def assigned(self) -> int:
+        return self._subscription.assigned()
 
-class _DeadLetters:
-    """Stands in for ``DeadLetterPublisher``: remembers what the loop would have dead-lettered."""
-
-    def __init__(self) -> None:
-        self.letters: list[DeadLetter] = []
-
-    def publish(self, letters: Sequence[DeadLetter]) -> None:
-        self.letters.extend(letters)
+    def close(self) -> None:
+        self._subscription.close()
 
 
 @dataclass(frozen=True, slots=True)
 class Published:
-    """One outbox row: exactly what the relay hands to ``Producer.produce``."""
+    """One outbox row: exactly what the relay hands to the transport's publisher."""
 
     topic: str
     key: bytes
@@ -116,9 +95,13 @@ class World:
             database_url=f"sqlite:///{self.directory / f'{definition.name}.db'}",
             topic_prefix=PREFIX,
         )
-        self.runtime = _offline_runtime(definition, settings)
+        self.broker = memory.Broker(partitions=1)
+        self.transport = memory.MemoryTransport(self.broker)
+        self.runtime = Runtime(
+            service=definition.name, metadata=definition.metadata, settings=settings, transport=self.transport
+        )
         self.store = self.runtime.store
-        self._offset = 0
+        self.dlq_channel = catalog.dlq_topic(PREFIX, definition.name)
 
     def close(self) -> None:
         self.store.dispose()
@@ -172,44 +155,44 @@ class World:
             for r in rows
         ]
 
-    # -- the consumer's edge: one Kafka message --------------------------------------------------------------
+    # -- the consumer's edge: one message from the broker --------------------------------------------------------
 
-    def consume(self, record: KafkaRecord) -> None:
+    def consume(self, record: Record) -> None:
         """Run the service's real consumer loop on ``record``; ``ConsumerRejected`` unless it was applied."""
-        self._offset += 1
-        message = Message(
-            topic=record.topic,
-            partition=0,
-            offset=self._offset,
-            key=record.key,
-            value=record.value,
-            headers=list(record.headers),
-        )
+        self.transport.ensure_channels([record.channel, self.dlq_channel], partitions=1, replication=1)
+        dead_before = len(self.broker.records(self.dlq_channel))
+        self.transport.publisher("test").publish([record])
         stop = threading.Event()
-        kafka = _OneMessage([message], stop)
-        dead = _DeadLetters()
+        group = f"{PREFIX}-{self.definition.name}"
+        subscription = self.transport.subscribe([record.channel], group=group, on_assigned=lambda _n: None)
         loop = ConsumerLoop(
             definition=self.definition,
             prefix=PREFIX,
-            consumer=cast(Consumer, kafka),
+            subscription=None,
             store=self.store,
             tables=self.runtime.tables,
-            dlq=cast(DeadLetterPublisher, dead),
+            dlq=DeadLetterPublisher(
+                publisher=self.transport.publisher("dlq"), topic=self.dlq_channel, service=self.definition.name
+            ),
             metrics=self.runtime.metrics,
             batch_size=1,
             batch_timeout=0,
         )
-        loop.run(stop)
-        if dead.letters:
-            letter = dead.letters[0]
-            raise ConsumerRejected(
-                f"{self.definition.name} dead-lettered the message: {letter.reason}: {letter.detail}"
-            )
-        if not any(tp.offset == self._offset + 1 for tp in kafka.committed):
-            raise ConsumerRejected(f"{self.definition.name} did not apply the message (its offset was not committed)")
+        loop.attach(_OneBatch(subscription, stop))
+        try:
+            loop.run(stop)
+        finally:
+            subscription.close()
+        letters = self.broker.records(self.dlq_channel)[dead_before:]
+        if letters:
+            reason = (header(letters[0].headers, HEADER_REASON) or b"").decode()
+            detail = (header(letters[0].headers, HEADER_DETAIL) or b"").decode()
+            raise ConsumerRejected(f"{self.definition.name} dead-lettered the message: {reason}: {detail}")
+        if self.broker.backlog(group, [record.channel])[record.channel]:
+            raise ConsumerRejected(f"{self.definition.name} did not apply the message (it was never settled)")
         if record.headers and _type_of(record) not in self.definition.handlers:
             raise ConsumerRejected(f"{self.definition.name} has no handler for {_type_of(record)}: it ignored it")
 
 
-def _type_of(record: KafkaRecord) -> str:
-    return dict(record.headers).get("ce_type", b"").decode()
+def _type_of(record: Record) -> str:
+    return (header(record.headers, "ce_type") or b"").decode()
