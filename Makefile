@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml services/devtools/pyproject.toml 2>/dev/null | sha1sum | cut -c1-12)
 export PACT_DO_NOT_TRACK := true
 
-.PHONY: help venv demo test e2e screenshot bench bench-saga bench-services bench-operator bench-trace chaos lint prereqs contracts contracts-verify contracts-generate kafka-start kafka-stop clean
+.PHONY: help venv demo test e2e screenshot bench bench-saga bench-services bench-operator bench-trace bench-transports chaos lint prereqs contracts contracts-verify contracts-generate kafka-start kafka-stop clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 16
@@ -53,6 +53,9 @@ bench-services: venv ## batched vs per-message consumer throughput; the demo on 
 
 bench-trace: venv ## orderflow trace among 100,000 events of other orders, vs reading every partition
 	$(BIN)/python -m bench trace
+
+bench-transports: venv ## the saga on Kafka, NATS JetStream and RabbitMQ: burst, HTTP capacity, idle latency, as ratios to Kafka
+	$(BIN)/python -m bench transports $(ARGS)
 
 bench-operator: venv ## operator: lag-burst reaction time and a load ramp vs a KEDA-like baseline
 	$(BIN)/python -m bench operator

@@ -1,11 +1,11 @@
-"""``python -m bench [saga|services|operator|trace|rejoin|chaos] [args...]`` (``make bench``): run one benchmark, or all
-with no name."""
+"""``python -m bench [saga|services|operator|trace|rejoin|chaos|transports] [args...]`` (``make bench``): run one
+benchmark, or all with no name."""
 
 from __future__ import annotations
 
 import sys
 
-from bench import rejoin, saga, services, trace
+from bench import rejoin, saga, services, trace, transports
 from bench.operator import bench_reaction
 from orderflow_dev import chaos
 
@@ -16,6 +16,7 @@ BENCHES = {
     "trace": trace.main,
     "rejoin": rejoin.main,
     "chaos": chaos.main,
+    "transports": transports.main,
 }
 
 

@@ -104,14 +104,18 @@ def make_stack(
 ) -> Iterator[Callable[..., Stack]]:
     """Start services as ``orderflow run`` processes on this test's topics: ``make_stack(services=[...], env={...})``.
 
-    ``database="postgres"`` puts each service on its own database of the session's real PostgreSQL server.
+    ``database="postgres"`` puts each service on its own database of the session's real PostgreSQL server;
+    ``transport="nats"|"rabbitmq"`` runs them on that broker (the session's ``nats_url`` / ``rabbitmq_url``).
 
     On a failed test the tail of every service log is printed, which is usually where the answer is.
     """
     stacks: list[Stack] = []
 
-    def make(*, database: str = "sqlite", **kwargs: Any) -> Stack:
+    def make(*, database: str = "sqlite", transport: str = "kafka", **kwargs: Any) -> Stack:
         workdir = tmp_path / f"stack{len(stacks)}"
+        if transport != "kafka":
+            kwargs["transport"] = transport
+            kwargs["transport_url"] = request.getfixturevalue(f"{transport}_url")
         if database == "postgres":
             # One PostgreSQL database per service (and per stack), on the session's real server.
             server = request.getfixturevalue("postgres_server")

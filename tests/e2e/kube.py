@@ -80,6 +80,26 @@ class Kube:
         result: dict[str, Any] = self.json("orderflow", name)
         return result
 
+    def steady(self, selector: str = "app.kubernetes.io/part-of=orderflow") -> bool:
+        """Every Deployment of the flow has all its replicas Ready and up to date, and no Pod is terminating: what a
+        test that disturbs one Pod starts from (a scale-down left by an earlier test would disturb it too)."""
+        for d in self.json("deployments", "-l", selector)["items"]:
+            want, status = d["spec"].get("replicas", 1), d.get("status", {})
+            if (status.get("readyReplicas", 0), status.get("updatedReplicas", 0), status.get("replicas", 0)) != (
+                (want,) * 3
+            ):
+                return False
+        return not any(p["metadata"].get("deletionTimestamp") for p in self.pods(selector))
+
+    def diagnostics(self, components: Sequence[str], *, lines: int = 25) -> str:
+        """Replicas, Pods and the last log lines of ``components``: printed when a test of the cluster fails."""
+        out = [self.kubectl("get", "deployments,pods", "-o", "wide", check=False)]
+        for c in components:
+            out.append(f"----- {c} logs (last {lines} lines per Pod) -----")
+            out.append(self.kubectl("logs", "-l", f"app.kubernetes.io/component={c}", "--tail", str(lines),
+                                    "--prefix", "--max-log-requests", "10", check=False))
+        return "\n".join(out)
+
     def helm(self, *args: str, **kw: Any) -> str:
         return run(["helm", "--kube-context", self.context, "-n", self.namespace, *args], **kw).stdout
 

@@ -20,6 +20,9 @@ pytestmark = pytest.mark.e2e
 @pytest.mark.parametrize("service", ["inventory", "shipping"])
 def test_a_force_killed_pod_under_load_changes_nothing(deployed: kube.Kube, stack: kube.ClusterStack,
                                                         service: str) -> None:
+    # From a steady cluster: an earlier test's scale-down still draining would stall a stage of its own.
+    until(deployed.steady, timeout=180, what="every Deployment of the flow steady (no Pod starting or terminating)",
+          interval=1)
     run = uuid.uuid4().hex[:6]
     skus = {f"KILL-{run}": 150}
     customers = {f"kill-{run}": 1_000_000, f"broke-{run}": 500}
@@ -56,8 +59,12 @@ def test_a_force_killed_pod_under_load_changes_nothing(deployed: kube.Kube, stac
 
     until(recovered, timeout=180, what=f"a new {service} Pod to be Ready", interval=0.5)
     recovered_after = time.monotonic() - killed
-    orders = invariants.settle(stack, [o["order_id"] for o in placed], timeout=240)
-    outcomes = invariants.check(stack, orders, initial_stock=skus, initial_balance=customers)
-    print(f"\n[e2e figure] {service} Pod force-deleted under load: a new Pod Ready after {recovered_after:.1f} s; "
-          f"{len(orders)} orders, outcomes {dict(outcomes)}")
-    assert outcomes["SHIPPED"] > 0
+    try:
+        orders = invariants.settle(stack, [o["order_id"] for o in placed], timeout=240)
+        outcomes = invariants.check(stack, orders, initial_stock=skus, initial_balance=customers)
+        print(f"\n[e2e figure] {service} Pod force-deleted under load: a new Pod Ready after {recovered_after:.1f} s; "
+              f"{len(orders)} orders, outcomes {dict(outcomes)}")
+        assert outcomes["SHIPPED"] > 0, dict(outcomes)
+    except BaseException:
+        print(deployed.diagnostics(["order", "inventory", "billing", "shipping"]))
+        raise

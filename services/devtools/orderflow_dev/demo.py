@@ -1,10 +1,11 @@
 """``orderflow demo``: the whole choreography on one machine, in about a minute, from a fresh clone.
 
-Starts a Kafka broker unless one is configured, runs the four services as separate processes on embedded SQLite,
-seeds stock and accounts, places a batch of orders — most succeed, some are out of stock, some cannot be paid —
-and waits for them to settle; only then a few more run out of time while billing is paused (SIGSTOP), so the pause
-never shows in the batch's figures. It prints what happened: outcomes, compensations, the batch's throughput and
-latency (the deadline orders apart), and one order's timeline. It checks the design's invariants before it exits 0.
+Starts a broker unless one is configured (Kafka; ``--transport nats|rabbitmq`` for the others), runs the four
+services as separate processes on embedded SQLite, seeds stock and accounts, places a batch of orders — most
+succeed, some are out of stock, some cannot be paid — and waits for them to settle; only then a few more run out of
+time while billing is paused (SIGSTOP), so the pause never shows in the batch's figures. It prints what happened:
+outcomes, compensations, the batch's throughput and latency (the deadline orders apart), and one order's timeline.
+It checks the design's invariants before it exits 0.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
+import importlib
 import os
 import random
 import signal
@@ -20,6 +22,7 @@ import tempfile
 import time
 import uuid
 from collections import Counter
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
@@ -105,20 +108,51 @@ class Figures:
     invariants_ok: bool
 
 
+TRANSPORTS = ("kafka", "nats", "rabbitmq")
+
+
+@contextlib.contextmanager
+def local_broker(transport: str) -> Iterator[str]:
+    """The address of a local broker for ``transport``: the one already configured or running, else a private one."""
+    if transport == "kafka":
+        with ensure_broker() as bootstrap:
+            yield bootstrap
+        return
+    harness = importlib.import_module(f"orderflow_dev.{transport}")
+    with harness.ensure_server() as url:
+        yield url
+
+
 def run(
-    *, orders: int, deadline_orders: int, concurrency: int, seed: int, workdir: Path, postgres: bool = False
+    *,
+    orders: int,
+    deadline_orders: int,
+    concurrency: int,
+    seed: int,
+    workdir: Path,
+    postgres: bool = False,
+    transport: str = "kafka",
 ) -> Figures:
     rng = random.Random(seed)
     prefix = f"demo{uuid.uuid4().hex[:8]}"
     print(f"OrderFlow demo: {orders} orders (+{deadline_orders} that will miss their deadline)")
-    with ensure_broker() as bootstrap, contextlib.ExitStack() as cleanup:
+    with local_broker(transport) as address, contextlib.ExitStack() as cleanup:
         urls = None
         if postgres:
             server = cleanup.enter_context(PostgresServer(durable=True))
             urls = {s: server.create_database(f"{prefix}_{s}") for s in catalog.SERVICES}
         where = "PostgreSQL (one database per service)" if postgres else f"SQLite in {workdir}"
-        print(f"  Kafka at {bootstrap}; topics {prefix}.*; state on {where}; logs in {workdir}")
-        with Stack(bootstrap=bootstrap, prefix=prefix, workdir=workdir, database_urls=urls) as stack:
+        names = {"kafka": "Kafka", "nats": "NATS JetStream", "rabbitmq": "RabbitMQ"}
+        print(f"  {names[transport]} at {address}; channels {prefix}.*; state on {where}; logs in {workdir}")
+        bootstrap = address if transport == "kafka" else ""
+        with Stack(
+            bootstrap=bootstrap,
+            prefix=prefix,
+            workdir=workdir,
+            database_urls=urls,
+            transport=transport,
+            transport_url=address,
+        ) as stack:
             print("  services up: " + ", ".join(f"{n} {s.url}" for n, s in stack.services.items()))
             for sku, n in SKUS.items():
                 stack.put_stock(sku, n)
@@ -299,6 +333,12 @@ def main(argv: list[str]) -> int:
         action="store_true",
         help="keep the services' state in a private PostgreSQL server (needs Debian's postgresql) instead of SQLite",
     )
+    parser.add_argument(
+        "--transport",
+        choices=TRANSPORTS,
+        default="kafka",
+        help="the broker: kafka (default), nats (JetStream) or rabbitmq, each a local server started for the demo",
+    )
     args = parser.parse_args(argv)
     if args.orders < 10:
         parser.error("--orders must be at least 10 (the mix needs room for every kind of order)")
@@ -313,6 +353,7 @@ def main(argv: list[str]) -> int:
             seed=args.seed,
             workdir=workdir,
             postgres=args.postgres,
+            transport=args.transport,
         )
     except PostgresUnavailable as e:
         parser.exit(2, f"orderflow demo --postgres: {e}\n")

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from orderflow.events import catalog
+from orderflow.runtime import config
 from orderflow_dev import client
 from orderflow_dev.wait import until
 
@@ -123,8 +124,17 @@ class Stack:
         services: Iterable[str] = catalog.SERVICES,
         env: Mapping[str, str] | None = None,
         database_urls: Mapping[str, str] | None = None,
+        transport: str = "kafka",
+        transport_url: str = "",
     ) -> None:
+        """``transport``/``transport_url``: the broker, when it is not the Kafka at ``bootstrap`` (``nats`` at
+        ``nats://...``, ``rabbitmq`` at ``amqp://...``)."""
         workdir.mkdir(parents=True, exist_ok=True)
+        self.transport = transport
+        self.transport_url = transport_url if transport != "kafka" else bootstrap
+        broker_env = {"ORDERFLOW_KAFKA_BOOTSTRAP": bootstrap}
+        if transport != "kafka":
+            broker_env = {"ORDERFLOW_TRANSPORT": transport, config.TRANSPORTS[transport]: transport_url}
         self.prefix = prefix
         self.workdir = workdir
         self.services: dict[str, ServiceProcess] = {}
@@ -132,7 +142,7 @@ class Stack:
         self.replicas: list[ServiceProcess] = []
         for name in services:
             service_env = {
-                "ORDERFLOW_KAFKA_BOOTSTRAP": bootstrap,
+                **broker_env,
                 "ORDERFLOW_TOPIC_PREFIX": prefix,
                 "ORDERFLOW_DATA_DIR": str(workdir / "data"),
                 "ORDERFLOW_HTTP_PORT": str(free_port()),
