@@ -197,7 +197,7 @@ def test_each_service_gets_a_configuration_its_own_loader_accepts(label: str) ->
         for source in container["envFrom"]:
             if "configMapRef" in source:
                 env |= configmaps[source["configMapRef"]["name"]]["data"]
-        secrets = {}
+        secrets: dict[str, str] = {}
         for source in container["envFrom"]:
             if "secretRef" in source:
                 secrets |= SECRETS.get(source["secretRef"]["name"], {})
