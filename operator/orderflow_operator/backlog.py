@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
+import inspect
 import re
 from collections.abc import Callable, Mapping, Sequence
 from typing import Final
@@ -99,13 +100,18 @@ def read(
     options: Mapping[str, str],
     queries: Sequence[GroupQuery],
     *,
+    timeout: float | None = None,
     readers: Callable[[Transport], Reader] = reader,
 ) -> dict[str, StageBacklog | errors.OperatorError]:
     """Read every stage's backlog, one call per consumer group over the union of its stages' channels.
 
-    A channel the broker has nothing for (no stream, no consumer or queue of the group yet) is the stage's
-    :class:`errors.TopicMissing`; a server that does not answer raises :class:`errors.BrokerUnavailable`."""
+    ``timeout`` goes to a reader that takes one (a ``timeout`` keyword), so it gives up by itself rather than
+    outliving the reconciler's wait. A channel the broker has nothing for (no stream, no consumer or queue of the
+    group yet) is the stage's :class:`errors.TopicMissing`; a server that does not answer raises
+    :class:`errors.BrokerUnavailable`."""
     read_group = readers(transport)
+    if timeout is not None and _takes_timeout(read_group):
+        read_group = _with_timeout(read_group, timeout)
     channels: dict[str, list[str]] = {}
     for q in queries:
         channels.setdefault(q.group, [])
@@ -113,6 +119,20 @@ def read(
     answers = {group: _read_group(read_group, transport, url, options, group, chans)
                for group, chans in channels.items()}
     return {q.stage: _stage(q, answers[q.group], transport) for q in queries}
+
+
+def _takes_timeout(read_group: Reader) -> bool:
+    try:
+        return "timeout" in inspect.signature(read_group).parameters
+    except (TypeError, ValueError):
+        return False
+
+
+def _with_timeout(read_group: Reader, timeout: float) -> Reader:
+    def read_within(*args: object, **kwargs: object) -> Mapping[str, int]:
+        return read_group(*args, timeout=timeout, **kwargs)
+
+    return read_within
 
 
 def _read_group(

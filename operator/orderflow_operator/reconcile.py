@@ -181,7 +181,7 @@ async def _observe_backlog(
     where = f"{flow.transport.display} at {backlog.redact(url)}"
 
     def read() -> dict[str, Reading | errors.OperatorError]:
-        return dict(backlog.read(flow.transport, url, options, queries))
+        return dict(backlog.read(flow.transport, url, options, queries, timeout=timeout))
 
     try:
         return where, await asyncio.wait_for(asyncio.to_thread(read), timeout=timeout + 2.0)

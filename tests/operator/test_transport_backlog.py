@@ -156,6 +156,26 @@ def test_each_transport_reads_through_its_own_package(
     assert len(chosen.calls) == 1 and other.calls == []
 
 
+def test_a_reader_that_takes_a_timeout_is_given_the_reconcilers(
+    install: Callable[[Transport, FakeReader | None], None], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """So it gives up by itself instead of leaving a thread behind the reconciler's wait (nats' reader has one)."""
+    seen: list[float] = []
+
+    def read(url: str, options: Mapping[str, str], *, group: str, channels: Sequence[str],
+             timeout: float = 10.0) -> dict[str, int]:
+        seen.append(timeout)
+        return dict.fromkeys(channels, 0)
+
+    module = types.ModuleType(backlog.READERS[Transport.NATS])
+    module.read = read  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, backlog.READERS[Transport.NATS], module)
+    backlog.read(Transport.NATS, "nats://n", {}, [offsets.GroupQuery("a", "g", ("c",))], timeout=3.0)
+    install(Transport.RABBITMQ, FakeReader({"c": 0}))  # no timeout keyword: called without one
+    backlog.read(Transport.RABBITMQ, "amqp://h", {}, [offsets.GroupQuery("a", "g", ("c",))], timeout=3.0)
+    assert seen == [3.0]
+
+
 def test_a_transport_that_is_not_installed_is_a_condition_reason_not_a_crash(
     install: Callable[[Transport, FakeReader | None], None]
 ) -> None:

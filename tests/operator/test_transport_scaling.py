@@ -10,8 +10,9 @@ settled everything, it scales back down after the stabilization window. A server
 
 from __future__ import annotations
 
+import os
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -65,6 +66,13 @@ class Member:
         assert taken == count
 
 
+def transport_env(name: str, url: str) -> dict[str, str]:
+    """The ``ORDERFLOW_<NAME>_*`` variables a service of this run gets: the URL, and the options the server harness
+    exports (the RabbitMQ harness exports its management API's URL, which the backlog reader needs)."""
+    prefix = f"ORDERFLOW_{name.upper()}_"
+    return {k: v for k, v in os.environ.items() if k.startswith(prefix)} | {config.TRANSPORTS[name]: url}
+
+
 @pytest.fixture
 def member(unique_prefix: str) -> Iterator[Any]:
     """``member(name, url)``: a joined member of ``<prefix>-inventory`` on the inventory stage's channels."""
@@ -72,7 +80,7 @@ def member(unique_prefix: str) -> Iterator[Any]:
 
     def join(name: str, url: str) -> Member:
         settings = config.load("inventory", {
-            "ORDERFLOW_TRANSPORT": name, config.TRANSPORTS[name]: url, "ORDERFLOW_TOPIC_PREFIX": unique_prefix,
+            "ORDERFLOW_TRANSPORT": name, "ORDERFLOW_TOPIC_PREFIX": unique_prefix, **transport_env(name, url),
         })
         link = transport.connect(settings, client_id=f"{unique_prefix}-test")
         link.ensure_channels(catalog.all_topics(unique_prefix), partitions=settings.topic_partitions, replication=1)
@@ -102,7 +110,9 @@ def _flow(name: str, stage: dict[str, Any], section: dict[str, Any]) -> dict[str
     return body
 
 
-def _scales_by_backlog(api: client.ApiClient, ns: str, name: str, section: dict[str, Any], m: Member) -> None:
+def _scales_by_backlog(
+    api: client.ApiClient, ns: str, name: str, section: dict[str, Any], m: Member, *, outage: Callable[[], object]
+) -> None:
     display = {"nats": "NATS JetStream", "rabbitmq": "RabbitMQ"}[name]
     stage = kit.stage("inventory", m.prefix, consumerGroup=m.group, topics=list(m.channels), maxReplicas=8,
                       lagPerReplica=LAG_PER_REPLICA)
@@ -146,8 +156,7 @@ def _scales_by_backlog(api: client.ApiClient, ns: str, name: str, section: dict[
     print(f"\n{name}: reaction {reaction:.2f}s (interval {INTERVAL}s); scale-down {held:.1f}s after drain")
 
     # The server goes away (the flow now names a port nobody listens on): a reason, no scaling.
-    scheme = "nats" if name == "nats" else "amqp"
-    kit.patch_flow_spec(api, ns, "flow", {"transport": {name: {"url": f"{scheme}://127.0.0.1:{kit.free_port()}"}}})
+    outage()
     flow = kit.wait_condition(api, ns, "flow", "BrokerReachable", "False", reason="BrokerUnavailable", timeout=20)
     assert kit.condition(flow, "Ready")["reason"] == "BrokerUnreachable"  # type: ignore[index]
     assert kit.replicas(api, ns, deployment) == 1
@@ -158,7 +167,9 @@ def test_nats_backlog_scales_the_stage_up_at_once_and_down_after_the_window(
     k8s_api_client: Any, flow_namespace: str, operator_in: kit.OperatorProcess, nats_url: str, member: Any
 ) -> None:
     m = member("nats", nats_url)
-    _scales_by_backlog(k8s_api_client, flow_namespace, "nats", {"type": "nats", "nats": {"url": nats_url}}, m)
+    gone = {"transport": {"nats": {"url": f"nats://127.0.0.1:{kit.free_port()}"}}}
+    _scales_by_backlog(k8s_api_client, flow_namespace, "nats", {"type": "nats", "nats": {"url": nats_url}}, m,
+                       outage=lambda: kit.patch_flow_spec(k8s_api_client, flow_namespace, "flow", gone))
     assert operator_in.alive
 
 
@@ -167,11 +178,22 @@ def test_rabbitmq_backlog_scales_the_stage_up_at_once_and_down_after_the_window(
     k8s_api_client: Any, flow_namespace: str, operator_in: kit.OperatorProcess, rabbitmq_url: str, member: Any
 ) -> None:
     """The URL carries credentials, so it reaches the operator the way the chart passes it: in the Secret the
-    services load (``ORDERFLOW_RABBITMQ_URL``), named by ``spec.transport.rabbitmq.secretRef``."""
+    services load (``ORDERFLOW_RABBITMQ_URL`` and the other ``ORDERFLOW_RABBITMQ_*``), named by
+    ``spec.transport.rabbitmq.secretRef``."""
     m = member("rabbitmq", rabbitmq_url)
-    secret = client.V1Secret(metadata=client.V1ObjectMeta(name="rabbitmq"),
-                             string_data={"ORDERFLOW_RABBITMQ_URL": rabbitmq_url})
-    client.CoreV1Api(k8s_api_client).create_namespaced_secret(flow_namespace, secret)
+    core = client.CoreV1Api(k8s_api_client)
+
+    def secret(data: dict[str, str]) -> client.V1Secret:
+        return client.V1Secret(metadata=client.V1ObjectMeta(name="rabbitmq"), string_data=data)
+
+    core.create_namespaced_secret(flow_namespace, secret(transport_env("rabbitmq", rabbitmq_url)))
+    dead = f"127.0.0.1:{kit.free_port()}"
     section = {"type": "rabbitmq", "rabbitmq": {"secretRef": {"name": "rabbitmq"}}}
-    _scales_by_backlog(k8s_api_client, flow_namespace, "rabbitmq", section, m)
+    _scales_by_backlog(
+        k8s_api_client, flow_namespace, "rabbitmq", section, m,
+        outage=lambda: core.replace_namespaced_secret("rabbitmq", flow_namespace, secret({
+            "ORDERFLOW_RABBITMQ_URL": f"amqp://guest:guest@{dead}/%2F",
+            "ORDERFLOW_RABBITMQ_MANAGEMENT_URL": f"http://guest:guest@{dead}",
+        })),
+    )
     assert operator_in.alive
