@@ -33,7 +33,19 @@ _PROBE_BODY: Final = apidoc.obj(
         ),
         "degraded": apidoc.described(
             {"type": "array", "items": {"type": "string"}},
-            "readyz, when ready without Kafka (order service: orders wait in its outbox): what Kafka's state stops",
+            "readyz, when ready without its broker (order service: orders wait in its outbox): what the broker's "
+            "state stops",
+        ),
+        "broker": apidoc.described(
+            apidoc.obj(
+                {
+                    "state": apidoc.described({"enum": ["up", "down"]}, "the broker's state, from a metadata probe"),
+                    "for_seconds": apidoc.described({"type": "number"}, "how long it has been in that state"),
+                    "reason": apidoc.described({"type": "string"}, "when down: the last error"),
+                },
+                optional=("reason",),
+            ),
+            "readyz: the broker (whichever the transport) as this replica sees it",
         ),
         "kafka": apidoc.described(
             apidoc.obj(
@@ -44,11 +56,14 @@ _PROBE_BODY: Final = apidoc.obj(
                 },
                 optional=("reason",),
             ),
-            "readyz: the broker as this replica sees it",
+            "readyz: the same object as `broker` (its name before there were other transports)",
+        ),
+        "transport": apidoc.described(
+            {"enum": ["kafka", "nats", "rabbitmq", "memory"]}, "readyz: the broker this service runs on"
         ),
         "database": apidoc.described({"enum": ["up", "down"]}, "readyz: whether the database answers"),
     },
-    optional=("dead_threads", "problems", "degraded", "kafka", "database"),
+    optional=("dead_threads", "problems", "degraded", "broker", "kafka", "transport", "database"),
 )
 
 # The routes every service gets from the runtime (runtime/service.py), by (method, path).
@@ -64,8 +79,8 @@ RUNTIME_DOCS: Final[Mapping[tuple[str, str], apidoc.Doc]] = {
     ),
     ("GET", "/readyz"): apidoc.Doc(
         "readyz",
-        "Readiness: the database answers, Kafka is set up and the consumer group has taken this replica in, the loops "
-        "run (the order service stays ready while Kafka is down: `degraded` says so)",
+        "Readiness: the database answers, the broker is set up and the consumer group has taken this replica in, "
+        "the loops run (the order service stays ready while the broker is down: `degraded` says so)",
         [
             apidoc.Reply(200, "Ready to serve.", _PROBE_BODY),
             apidoc.Reply(503, "Not ready; `problems` says why.", _PROBE_BODY),
