@@ -26,7 +26,10 @@ __all__ = [
 
 class Type(enum.StrEnum):
     READY = "Ready"
+    #: a Kafka flow's broker answered (the name every Kafka flow's status has always used)
     KAFKA_REACHABLE = "KafkaReachable"
+    #: a NATS or RabbitMQ flow's broker answered
+    BROKER_REACHABLE = "BrokerReachable"
     SCALING = "Scaling"
     DEGRADED = "Degraded"
     FLOW_HEALTH_AVAILABLE = "FlowHealthAvailable"

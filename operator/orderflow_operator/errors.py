@@ -1,8 +1,9 @@
 """The operator's own errors, each carrying the condition reason it surfaces as.
 
-Errors from confluent-kafka, the Kubernetes client and urllib are wrapped (and chained) at the edge of the
-module that calls them, so the reconciler deals in a handful of typed outcomes and every one of them ends as a
-status condition with a stable ``reason`` — never as an exception that kills the per-resource loop.
+Errors from confluent-kafka, the transports' backlog readers, the Kubernetes client and urllib are wrapped (and
+chained) at the edge of the module that calls them, so the reconciler deals in a handful of typed outcomes and
+every one of them ends as a status condition with a stable ``reason`` — never as an exception that kills the
+per-resource loop.
 """
 
 from __future__ import annotations
@@ -21,6 +22,9 @@ __all__ = [
     "OperatorError",
     "SecretUnavailable",
     "TopicMissing",
+    "TransportConfigInvalid",
+    "TransportError",
+    "TransportNotInstalled",
 ]
 
 
@@ -46,7 +50,8 @@ class KafkaConfigInvalid(KafkaError):
 
 
 class BrokerUnavailable(KafkaError):
-    """No broker answered within the request timeout."""
+    """No broker answered within the request timeout (Kafka's, or the NATS / RabbitMQ server a flow names: the
+    class predates the other transports, and its reason is what every flow's status has always shown)."""
 
     reason = "BrokerUnavailable"
 
@@ -56,11 +61,31 @@ class KafkaAccessDenied(KafkaError):
 
 
 class TopicMissing(KafkaError):
+    """A topic (or, on NATS and RabbitMQ, a channel of the group: its consumer or queue) does not exist yet."""
+
     reason = "TopicMissing"
 
     def __init__(self, message: str, *, topics: tuple[str, ...] = ()) -> None:
         super().__init__(message)
         self.topics = topics
+
+
+class TransportError(OperatorError):
+    """The flow's transport (other than Kafka) cannot be used as its spec says."""
+
+    reason = "TransportError"
+
+
+class TransportNotInstalled(TransportError):
+    """The transport's backlog reader (``orderflow.transport.<name>.backlog``) or its client is not installed."""
+
+    reason = "TransportNotInstalled"
+
+
+class TransportConfigInvalid(TransportError):
+    """No broker URL in the spec or its Secret, or the reader refused the URL or an option."""
+
+    reason = "TransportConfigInvalid"
 
 
 class KubernetesError(OperatorError):

@@ -1,13 +1,16 @@
 """One reconcile tick of one OrderFlow: observe, decide, act, report.
 
-Observe Kafka (lag, end and committed offsets, partitions) and each stage's Deployment scale; turn offset
-progress into rates; let :func:`scaling.decide` pick each stage's replicas; grow partitions and patch the
-scale subresource where it says so; ask the order service for flow health; then write ``status`` (conditions
-by the API conventions) and post an Event for each scaling decision and each health transition.
+Observe the flow's broker and each stage's Deployment scale. On Kafka that is lag, end and committed offsets and
+partitions, and offset progress becomes rates; on NATS JetStream and RabbitMQ it is each group's backlog
+(:mod:`backlog`), which is the stage's lag. Let :func:`scaling.decide` pick each stage's replicas; grow
+partitions (Kafka) and patch the scale subresource where it says so; ask the order service for flow health; then
+write ``status`` (conditions by the API conventions, and which transport was read) and post an Event for each
+scaling decision and each health transition.
 
-Every failure ends as a condition with a reason: this function does not raise for Kafka being down, a
+Every failure ends as a condition with a reason: this function does not raise for the broker being down, a
 Deployment or topic missing, a Secret unreadable or the order service unreachable. The blocking calls
-(confluent-kafka, the Kubernetes client, urllib) run in worker threads so one flow never stalls the others.
+(confluent-kafka, the transports' backlog readers, the Kubernetes client, urllib) run in worker threads so one
+flow never stalls the others.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ from typing import Any, Protocol
 
 from confluent_kafka.admin import AdminClient
 
-from orderflow_operator import conditions, errors, flowhealth, metrics, offsets, rates, scaling, spec
+from orderflow_operator import backlog, conditions, errors, flowhealth, metrics, offsets, rates, scaling, spec
 from orderflow_operator.conditions import Condition, Status, Type
 
 __all__ = [
@@ -37,6 +40,11 @@ logger = logging.getLogger(__name__)
 
 #: The reason a condition carries when Kafka cannot be read at all; Ready mirrors it.
 KAFKA_UNREACHABLE = "KafkaUnreachable"
+#: The same for a NATS or RabbitMQ server.
+BROKER_UNREACHABLE = "BrokerUnreachable"
+
+#: What a tick read of one stage: Kafka's offsets, or another transport's backlog.
+Reading = offsets.StageOffsets | backlog.StageBacklog
 
 
 class KubeApi(Protocol):
@@ -51,7 +59,8 @@ EventSink = Callable[[str, str, str], None]
 
 
 def kafka_timeout(interval: float) -> float:
-    """Kafka request timeout for a flow: about one interval, within [2 s, 10 s]."""
+    """Broker request timeout for a flow (Kafka's, or the wait for a backlog reader): about one interval, within
+    [2 s, 10 s]."""
     return min(10.0, max(2.0, interval))
 
 
@@ -125,22 +134,70 @@ def _strip_none(d: dict[str, Any]) -> dict[str, Any]:
 
 
 async def _observe_kafka(
-    flow: spec.FlowSpec, state: FlowState, kube: KubeApi, namespace: str, timeout: float
-) -> dict[str, offsets.StageOffsets | errors.OperatorError]:
-    config = {"bootstrap.servers": flow.kafka.bootstrap_servers}
-    if flow.kafka.secret_name:
-        secret = await asyncio.to_thread(kube.read_secret, namespace, flow.kafka.secret_name)
-        config = {**secret, "bootstrap.servers": flow.kafka.bootstrap_servers}
+    kafka: spec.KafkaSpec, flow: spec.FlowSpec, state: FlowState, kube: KubeApi, namespace: str, timeout: float
+) -> dict[str, Reading | errors.OperatorError]:
+    config = {"bootstrap.servers": kafka.bootstrap_servers}
+    if kafka.secret_name:
+        secret = await asyncio.to_thread(kube.read_secret, namespace, kafka.secret_name)
+        config = {**secret, "bootstrap.servers": kafka.bootstrap_servers}
     queries = [offsets.GroupQuery(s.name, s.consumer_group, s.topics) for s in flow.stages]
 
-    def read() -> dict[str, offsets.StageOffsets | errors.OperatorError]:
-        return offsets.read(state.admin_for(config), queries, timeout=timeout)
+    def read() -> dict[str, Reading | errors.OperatorError]:
+        return dict(offsets.read(state.admin_for(config), queries, timeout=timeout))
 
     try:
         return await asyncio.to_thread(read)
     except errors.BrokerUnavailable:
         state.drop_admin()  # start over with a fresh client (and fresh connections) next tick
         raise
+
+
+async def _broker_settings(
+    flow: spec.FlowSpec, broker: spec.BrokerSpec, kube: KubeApi, namespace: str
+) -> tuple[str, dict[str, str]]:
+    """The URL and options of a NATS or RabbitMQ flow: the spec's ``url`` wins over the Secret's."""
+    url = broker.url
+    options: dict[str, str] = {}
+    if broker.secret_name:
+        secret = await asyncio.to_thread(kube.read_secret, namespace, broker.secret_name)
+        from_secret, options = backlog.from_secret(secret, flow.transport)
+        url = url or from_secret
+    if not url:
+        variable = f"ORDERFLOW_{flow.transport.value.upper()}_URL"
+        raise errors.TransportConfigInvalid(
+            f"no {flow.transport.display} URL: spec.transport.{flow.transport.value}.url is not set and Secret "
+            f"{broker.secret_name} has no {variable} key"
+        )
+    return url, options
+
+
+async def _observe_backlog(
+    broker: spec.BrokerSpec, flow: spec.FlowSpec, kube: KubeApi, namespace: str, timeout: float
+) -> tuple[str, dict[str, Reading | errors.OperatorError]]:
+    """``(where it read, each stage's backlog)``; a reader that has not answered after ``timeout`` is
+    :class:`errors.BrokerUnavailable` (its thread is left to finish: the readers' clients time out by themselves)."""
+    url, options = await _broker_settings(flow, broker, kube, namespace)
+    queries = [offsets.GroupQuery(s.name, s.consumer_group, s.topics) for s in flow.stages]
+    where = f"{flow.transport.display} at {backlog.redact(url)}"
+
+    def read() -> dict[str, Reading | errors.OperatorError]:
+        return dict(backlog.read(flow.transport, url, options, queries, timeout=timeout))
+
+    try:
+        return where, await asyncio.wait_for(asyncio.to_thread(read), timeout=timeout + 2.0)
+    except TimeoutError as e:
+        raise errors.BrokerUnavailable(f"{where}: no backlog within {timeout + 2.0:g}s") from e
+
+
+async def _observe_broker(
+    flow: spec.FlowSpec, state: FlowState, kube: KubeApi, namespace: str, timeout: float
+) -> tuple[str, dict[str, Reading | errors.OperatorError]]:
+    """``(where it read, each stage's reading)`` from the flow's transport."""
+    if flow.kafka is not None:
+        readings = await _observe_kafka(flow.kafka, flow, state, kube, namespace, timeout)
+        return flow.kafka.bootstrap_servers, readings
+    assert flow.broker is not None, "spec.parse gives every flow a Kafka or a broker section"
+    return await _observe_backlog(flow.broker, flow, kube, namespace, timeout)
 
 
 async def _current_replicas(
@@ -168,13 +225,15 @@ def _bad(cond: Condition) -> bool:
 
 @dataclasses.dataclass(frozen=True)
 class Observation:
-    """Observe: what Kafka and the Deployments said this tick, and the rates derived from it."""
+    """Observe: what the broker and the Deployments said this tick, and the rates derived from it (Kafka only).
+    ``where`` names what was read (Kafka's bootstrap servers, or the transport and its redacted URL)."""
 
-    kafka_error: errors.OperatorError | None
-    offsets: Mapping[str, offsets.StageOffsets | errors.OperatorError]
+    broker_error: errors.OperatorError | None
+    offsets: Mapping[str, Reading | errors.OperatorError]
     replicas: Mapping[str, int | errors.OperatorError]
     now: float
     predicted: Mapping[spec.StageName, float | None]
+    where: str = ""
 
 
 @dataclasses.dataclass
@@ -230,7 +289,7 @@ async def tick(
         await _reconcile_stage(flow, stage, seen, state, kube, namespace, now_text, post_event) for stage in flow.stages
     ]
     health = await _flow_health(flow)
-    conds = _conditions(flow, seen.kafka_error, outcomes, health)
+    conds = _conditions(flow, seen, outcomes, health)
     status = await _report(body, state, kube, conds, _fields(flow, outcomes, health, generation), generation, now_text,
                            post_event)
     scaled: dict[str, tuple[int, int]] = {
@@ -255,19 +314,22 @@ async def tick(
 async def _observe(
     flow: spec.FlowSpec, state: FlowState, kube: KubeApi, where: str, clock: Callable[[], float]
 ) -> Observation:
-    """Read Kafka and the Deployments' scale (concurrently), then update each stage's rates. ``where`` is the
+    """Read the broker and the Deployments' scale (concurrently), then update each stage's rates. ``where`` is the
     OrderFlow's ``namespace/name``."""
     namespace = where.partition("/")[0]
-    kafka_error: errors.OperatorError | None = None
-    observed: dict[str, offsets.StageOffsets | errors.OperatorError] = {}
+    broker_error: errors.OperatorError | None = None
+    observed: dict[str, Reading | errors.OperatorError] = {}
+    read_from = ""
     replicas_task = asyncio.create_task(_current_replicas(flow, kube, namespace))
     try:
-        observed = await _observe_kafka(flow, state, kube, namespace, kafka_timeout(flow.scaling.interval_seconds))
+        read_from, observed = await _observe_broker(
+            flow, state, kube, namespace, kafka_timeout(flow.scaling.interval_seconds)
+        )
     except errors.OperatorError as e:
-        kafka_error = e
+        broker_error = e
     except Exception as e:  # an unexpected client error must not kill the loop either
-        logger.exception("Unexpected error reading Kafka for %s", where)
-        kafka_error = errors.BrokerUnavailable(f"{type(e).__name__}: {e}")
+        logger.exception("Unexpected error reading %s for %s", flow.transport.display, where)
+        broker_error = errors.BrokerUnavailable(f"{type(e).__name__}: {e}")
         state.drop_admin()
     current = await replicas_task
     now = clock()
@@ -283,7 +345,7 @@ async def _observe(
     predicted: Mapping[spec.StageName, float | None] = (
         rates.upstream_rates(flow, arrival) if flow.scaling.policy is scaling.Policy.FLOW_AWARE else {}
     )
-    return Observation(kafka_error, observed, current, now, predicted)
+    return Observation(broker_error, observed, current, now, predicted, read_from)
 
 
 # -- decide and act, per stage ---------------------------------------------------------------------------------
@@ -308,28 +370,34 @@ def _stage_entry(s: spec.StageSpec, mem: StageMemory, seen: Observation) -> Stag
             predictedArrivalRate=_round(seen.predicted.get(s.name)),
         )
         outcome.lag = off.lag
+    elif isinstance(off, backlog.StageBacklog):
+        outcome.entry["lag"] = outcome.lag = off.lag
     if isinstance(cur, int):
         outcome.entry["replicas"] = outcome.replicas = cur
     return outcome
 
 
 def _stage_problem(s: spec.StageSpec, seen: Observation) -> errors.OperatorError | None:
-    """Why the stage cannot be decided this tick (its Deployment, its offsets, or Kafka as a whole), if it cannot."""
+    """Why the stage cannot be decided this tick (its Deployment, its reading, or the broker as a whole), if it
+    cannot."""
     cur, off = seen.replicas[s.name], seen.offsets.get(s.name)
     if isinstance(cur, errors.OperatorError):
         return cur
     if isinstance(off, errors.OperatorError):
         return off
-    if seen.kafka_error is not None or off is None:
-        return seen.kafka_error
+    if seen.broker_error is not None or off is None:
+        return seen.broker_error
     return None
 
 
-def _inputs(flow: spec.FlowSpec, s: spec.StageSpec, off: offsets.StageOffsets, cur: int, mem: StageMemory,
+def _inputs(flow: spec.FlowSpec, s: spec.StageSpec, off: Reading, cur: int, mem: StageMemory,
             seen: Observation) -> scaling.Inputs:
+    # A backlog reading knows no partitions: maxReplicas is the only cap (README: Transports says how many
+    # replicas each scheme can keep busy), and there is nothing to grow.
+    kafka = isinstance(off, offsets.StageOffsets)
     return scaling.Inputs(
         lag=off.lag,
-        partitions=off.partitions,
+        partitions=off.partitions if isinstance(off, offsets.StageOffsets) else s.max_replicas,
         current=cur,
         min_replicas=s.min_replicas,
         max_replicas=s.max_replicas,
@@ -338,7 +406,7 @@ def _inputs(flow: spec.FlowSpec, s: spec.StageSpec, off: offsets.StageOffsets, c
         arrival_rate=mem.tracker.arrival,
         upstream_rate=seen.predicted.get(s.name),
         policy=flow.scaling.policy,
-        grow_partitions=flow.scaling.grow_partitions,
+        grow_partitions=flow.scaling.grow_partitions and kafka,
     )
 
 
@@ -349,10 +417,9 @@ async def _act(
     """Grow the topics' partitions and patch the scale where ``decision`` says so; the decision that was acted on
     (decided again once the partitions grew). Raises the OperatorError of a failed call."""
     off = seen.offsets[s.name]
-    assert isinstance(off, offsets.StageOffsets)
     window = flow.scaling.scale_down_stabilization_seconds
     mem = state.stages[s.name]
-    if decision.grow_partitions_to is not None:
+    if decision.grow_partitions_to is not None and isinstance(off, offsets.StageOffsets):
         target = decision.grow_partitions_to
         short = {t: target for t, n in off.partitions_by_topic.items() if n < target}
         admin = state.admin
@@ -373,7 +440,7 @@ async def _act(
 
 
 def _record_decision(
-    s: spec.StageSpec, cur: int, off: offsets.StageOffsets, decision: scaling.Decision, *, mem: StageMemory,
+    s: spec.StageSpec, cur: int, partitions: int, decision: scaling.Decision, *, mem: StageMemory,
     outcome: StageOutcome, now_text: str, post_event: EventSink,
 ) -> None:
     """Report: remember an applied decision, post its Event, and fill in the stage's entry."""
@@ -394,7 +461,7 @@ def _record_decision(
     if decision.replicas > decision.recommendation:
         outcome.pending_down = f"{s.name} ({decision.replicas} -> {decision.recommendation})"
     if decision.partition_limited and decision.grow_partitions_to is None:
-        outcome.partition_limited = f"{s.name} wants {decision.wanted}, its topics have {off.partitions} partitions"
+        outcome.partition_limited = f"{s.name} wants {decision.wanted}, its topics have {partitions} partitions"
     outcome.entry.update(
         replicas=decision.replicas,
         desiredReplicas=decision.recommendation,
@@ -414,11 +481,11 @@ async def _reconcile_stage(
     problem = _stage_problem(s, seen)
     if problem is not None:
         outcome.entry.update(state=problem.reason, message=str(problem))
-        outcome.problem = problem if problem is not seen.kafka_error else None
+        outcome.problem = problem if problem is not seen.broker_error else None
         outcome.entry = _strip_none(outcome.entry)
         return outcome
     off, cur = seen.offsets[s.name], seen.replicas[s.name]
-    assert isinstance(off, offsets.StageOffsets) and isinstance(cur, int)
+    assert isinstance(off, Reading) and isinstance(cur, int)
     inputs = _inputs(flow, s, off, cur, mem, seen)
     window = flow.scaling.scale_down_stabilization_seconds
     decision = scaling.decide(inputs, history=mem.history, now=seen.now, window=window)
@@ -430,7 +497,8 @@ async def _reconcile_stage(
         outcome.problem = e
         outcome.entry = _strip_none(outcome.entry)
         return outcome
-    _record_decision(s, cur, off, decision, mem=mem, outcome=outcome, now_text=now_text, post_event=post_event)
+    _record_decision(s, cur, inputs.partitions, decision, mem=mem, outcome=outcome, now_text=now_text,
+                     post_event=post_event)
     outcome.entry = _strip_none(outcome.entry)
     return outcome
 
@@ -470,37 +538,35 @@ async def _flow_health(flow: spec.FlowSpec) -> Health:
 
 
 def _conditions(
-    flow: spec.FlowSpec, kafka_error: errors.OperatorError | None, outcomes: list[StageOutcome], health: Health
+    flow: spec.FlowSpec, seen: Observation, outcomes: list[StageOutcome], health: Health
 ) -> list[Condition]:
-    ready = _ready(flow, kafka_error, [o.problem for o in outcomes if o.problem is not None])
+    ready = _ready(flow, seen.broker_error, [o.problem for o in outcomes if o.problem is not None])
     return [
         health.condition,
-        _kafka_reachable(flow, kafka_error),
+        _broker_reachable(flow, seen),
         ready,
         _scaling(flow, outcomes, ready),
         _degraded(flow, outcomes, health),
     ]
 
 
-def _kafka_reachable(flow: spec.FlowSpec, kafka_error: errors.OperatorError | None) -> Condition:
-    if kafka_error is None:
-        return Condition(
-            type=Type.KAFKA_REACHABLE,
-            status=Status.TRUE,
-            reason="Connected",
-            message=f"read offsets from {flow.kafka.bootstrap_servers}",
-        )
-    return Condition(
-        type=Type.KAFKA_REACHABLE, status=Status.FALSE, reason=kafka_error.reason, message=str(kafka_error)
-    )
+def _broker_reachable(flow: spec.FlowSpec, seen: Observation) -> Condition:
+    """``KafkaReachable`` on a Kafka flow (as it has always been), ``BrokerReachable`` on the others."""
+    kafka = flow.transport is spec.Transport.KAFKA
+    ctype = Type.KAFKA_REACHABLE if kafka else Type.BROKER_REACHABLE
+    if seen.broker_error is None:
+        what = "offsets" if kafka else "backlog"
+        return Condition(type=ctype, status=Status.TRUE, reason="Connected", message=f"read {what} from {seen.where}")
+    return Condition(type=ctype, status=Status.FALSE, reason=seen.broker_error.reason, message=str(seen.broker_error))
 
 
 def _ready(
-    flow: spec.FlowSpec, kafka_error: errors.OperatorError | None, problems: list[errors.OperatorError]
+    flow: spec.FlowSpec, broker_error: errors.OperatorError | None, problems: list[errors.OperatorError]
 ) -> Condition:
-    if kafka_error is not None:
-        reason = KAFKA_UNREACHABLE if isinstance(kafka_error, errors.BrokerUnavailable) else kafka_error.reason
-        return Condition(type=Type.READY, status=Status.FALSE, reason=reason, message=str(kafka_error))
+    if broker_error is not None:
+        unreachable = KAFKA_UNREACHABLE if flow.transport is spec.Transport.KAFKA else BROKER_UNREACHABLE
+        reason = unreachable if isinstance(broker_error, errors.BrokerUnavailable) else broker_error.reason
+        return Condition(type=Type.READY, status=Status.FALSE, reason=reason, message=str(broker_error))
     if problems:
         first = problems[0]
         more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
@@ -584,6 +650,7 @@ def _fields(flow: spec.FlowSpec, outcomes: list[StageOutcome], health: Health, g
     lags = [o.lag for o in outcomes if o.lag is not None]
     return {
         "observedGeneration": generation,
+        "transport": flow.transport.value,
         "readyStages": f"{sum(1 for st in stage_status if st.get('state') == 'Ok')}/{len(flow.stages)}",
         "totalLag": sum(lags) if lags else None,
         "totalReplicas": sum(o.replicas for o in outcomes if o.replicas is not None),

@@ -3,11 +3,18 @@
 The CRD's schema and CEL rules reject nonsense at the API server; this module turns an accepted ``spec`` into
 frozen dataclasses with the schema's defaults applied (an operator may see objects stored before a default was
 added), and answers the one question the schema cannot: which upstream links form a cycle.
+
+The transport section works like KEDA's trigger ``type``: ``spec.transport.type`` (``kafka`` when absent, so
+every resource written before it existed keeps its meaning) picks the broker whose backlog the operator reads,
+and the section of that name says where it is. Kafka's section stays ``spec.kafka``, where it has always been:
+one spelling, and the services chart renders Kafka flows that a CRD from before the transport section (Helm
+never upgrades ``crds/``) still accepts.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import enum
 from collections.abc import Mapping, Sequence
 from typing import Any, NewType
 
@@ -19,12 +26,14 @@ __all__ = [
     "KIND",
     "PLURAL",
     "VERSION",
+    "BrokerSpec",
     "FlowSpec",
     "HealthSpec",
     "KafkaSpec",
     "ScalingSpec",
     "StageName",
     "StageSpec",
+    "Transport",
     "parse",
 ]
 
@@ -40,9 +49,34 @@ DEFAULT_STABILIZATION_SECONDS = 300
 DEFAULT_STUCK_AFTER_SECONDS = 300
 
 
+class Transport(enum.StrEnum):
+    """The broker a flow runs on (``spec.transport.type``); the services' ``ORDERFLOW_TRANSPORT``."""
+
+    KAFKA = "kafka"
+    NATS = "nats"
+    RABBITMQ = "rabbitmq"
+
+    @property
+    def display(self) -> str:
+        return _DISPLAY[self]
+
+
+_DISPLAY = {Transport.KAFKA: "Kafka", Transport.NATS: "NATS JetStream", Transport.RABBITMQ: "RabbitMQ"}
+
+
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class KafkaSpec:
     bootstrap_servers: str
+    secret_name: str | None = None
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class BrokerSpec:
+    """Where a NATS or RabbitMQ broker is: ``url``, or the ``ORDERFLOW_<TRANSPORT>_URL`` key of the Secret
+    ``secret_name``, whose other ``ORDERFLOW_<TRANSPORT>_*`` keys are the transport's options (TLS, auth) — the
+    same Secret the services load into their environment."""
+
+    url: str | None = None
     secret_name: str | None = None
 
 
@@ -76,10 +110,14 @@ class HealthSpec:
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class FlowSpec:
-    kafka: KafkaSpec
     stages: tuple[StageSpec, ...]
     scaling: ScalingSpec
     health: HealthSpec
+    transport: Transport = Transport.KAFKA
+    #: set when ``transport`` is Kafka
+    kafka: KafkaSpec | None = None
+    #: set when ``transport`` is NATS or RabbitMQ: that broker's section
+    broker: BrokerSpec | None = None
 
     @property
     def topics(self) -> tuple[str, ...]:
@@ -102,11 +140,40 @@ def _get(mapping: Mapping[str, Any], key: str, default: Any = None) -> Any:
     return default if value is None else value
 
 
+def _secret_name(section: Mapping[str, Any]) -> str | None:
+    ref = section.get("secretRef") or {}
+    return str(ref["name"]) if ref.get("name") else None
+
+
+def _transport(spec: Mapping[str, Any]) -> tuple[Transport, KafkaSpec | None, BrokerSpec | None]:
+    """The broker a flow names, and its section; the default (no ``spec.transport``) is Kafka."""
+    section = _get(spec, "transport", {})
+    raw = _get(section, "type", Transport.KAFKA.value)
+    try:
+        transport = Transport(raw)
+    except ValueError:
+        known = ", ".join(t.value for t in Transport)
+        raise errors.InvalidSpec(f"spec.transport.type {raw!r} is not one of {known}") from None
+    if transport is Transport.KAFKA:
+        kafka = spec.get("kafka")
+        if not kafka:
+            raise errors.InvalidSpec("spec.kafka is required when spec.transport.type is kafka (the default)")
+        return transport, KafkaSpec(bootstrap_servers=str(kafka["bootstrapServers"]),
+                                    secret_name=_secret_name(kafka)), None
+    broker = section.get(transport.value)
+    if broker is None:
+        raise errors.InvalidSpec(f"spec.transport.{transport.value} is required when spec.transport.type is "
+                                 f"{transport.value}")
+    found = BrokerSpec(url=str(broker["url"]) if broker.get("url") else None, secret_name=_secret_name(broker))
+    if found.url is None and found.secret_name is None:
+        raise errors.InvalidSpec(f"spec.transport.{transport.value} needs url or secretRef")
+    return transport, None, found
+
+
 def parse(spec: Mapping[str, Any]) -> FlowSpec:
     """Build a :class:`FlowSpec` from a resource's ``spec``; :class:`errors.InvalidSpec` tells what is off."""
     try:
-        kafka = spec["kafka"]
-        secret_ref = kafka.get("secretRef") or {}
+        transport, kafka, broker = _transport(spec)
         stages = tuple(
             StageSpec(
                 name=StageName(str(s["name"])),
@@ -125,10 +192,9 @@ def parse(spec: Mapping[str, Any]) -> FlowSpec:
         scaling = _get(spec, "scaling", {})
         health = _get(spec, "health", {})
         flow = FlowSpec(
-            kafka=KafkaSpec(
-                bootstrap_servers=str(kafka["bootstrapServers"]),
-                secret_name=str(secret_ref["name"]) if secret_ref.get("name") else None,
-            ),
+            transport=transport,
+            kafka=kafka,
+            broker=broker,
             stages=stages,
             scaling=ScalingSpec(
                 interval_seconds=float(_get(scaling, "intervalSeconds", DEFAULT_INTERVAL_SECONDS)),

@@ -98,6 +98,17 @@ CASES = (
         "monitoring": {"dashboard": {"enabled": True, "annotations": {"grafana_folder": "OrderFlow"}},
                        "prometheusRule": {"enabled": True, "labels": {"release": "kube-prometheus-stack"}}},
     }),
+    # The other transports: NATS at a URL with TLS options; RabbitMQ's URL, with its credentials, from a Secret.
+    ChartCase(SERVICES_CHART, "orderflow", "nats", {
+        "transport": {"type": "nats", "nats": {"url": "nats://nats-0.nats:4222,nats://nats-1.nats:4222",
+                                               "options": {"tls_ca": "/etc/nats/ca.pem"},
+                                               "existingSecret": "orderflow-nats-credentials"}},
+        "networkPolicy": {"natsTo": [{"podSelector": {"matchLabels": {"app.kubernetes.io/name": "nats"}}}]},
+    }),
+    ChartCase(SERVICES_CHART, "orderflow", "rabbitmq", {
+        "transport": {"type": "rabbitmq", "rabbitmq": {"existingSecret": "orderflow-rabbitmq"}},
+        "networkPolicy": {"rabbitmqPorts": [5671]},
+    }),
     ChartCase(OPERATOR_CHART, "orderflow-operator", "namespaced",
               {"watchNamespaces": ["orderflow", "shop"], "logLevel": "debug",
                "rbac": {"kafkaSecretNames": ["orderflow-kafka-librdkafka"]}}),

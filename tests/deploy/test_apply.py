@@ -84,3 +84,19 @@ def test_the_api_server_rejects_a_flow_the_crd_forbids(
     node[path[-1]] = value
     result = envtest.kubectl("create", "--dry-run=server", "-n", k8s_namespace, "-f", "-", input=json.dumps(flow))
     assert result.returncode != 0 and message in result.stderr, result.stderr
+
+
+@pytest.mark.parametrize("label", ["nats", "rabbitmq"])
+def test_the_release_flow_on_another_transport_is_accepted_by_the_crd(
+    envtest: Any, k8s_namespace: str, label: str
+) -> None:
+    """The services chart's OrderFlow for NATS or RabbitMQ (``spec.transport``, no ``spec.kafka``) passes the CRD's
+    schema and CEL rules as rendered."""
+    _install_crds(envtest)
+    case = next(c for c in charts.CASES if c.chart == charts.SERVICES_CHART and c.label == label)
+    (flow,) = charts.by_kind(charts.render(case, namespace=k8s_namespace), "OrderFlow").values()
+    result = envtest.kubectl("create", "--dry-run=server", "-n", k8s_namespace, "-o", "json", "-f", "-",
+                             input=json.dumps(flow))
+    assert result.returncode == 0, result.stderr
+    stored = json.loads(result.stdout)["spec"]
+    assert stored["transport"]["type"] == label and "kafka" not in stored

@@ -17,6 +17,7 @@ import yaml
 
 from orderflow.events import catalog
 from orderflow.runtime import config
+from orderflow_operator import spec as operator_spec
 from tests.deploy import charts
 
 # The oldest Kubernetes the charts declare (kubeVersion >=1.30) and the one the envtest API server runs.
@@ -136,6 +137,12 @@ BAD_SERVICE_VALUES = [
     ({"services": {"shipping": {"upstream": ["warehouse"]}}}, "upstream"),
     ({"orderflow": {"scaling": {"policy": "Fastest"}}}, "policy"),
     ({"networkPolicy": {"kafkaPorts": []}}, "kafkaPorts"),
+    ({"transport": {"type": "sqs"}}, "/transport/type"),
+    ({"transport": {"nats": {"url": "nats://orderflow:s3cret@nats:4222"}}}, "/transport/nats/url"),
+    ({"transport": {"rabbitmq": {"url": "http://rabbitmq:15672"}}}, "/transport/rabbitmq/url"),
+    ({"transport": {"rabbitmq": {"options": {"password": "hunter2"}}}}, "password"),
+    ({"transport": {"nats": {"existingSecret": "Not A Name"}}}, "/transport/nats/existingSecret"),
+    ({"networkPolicy": {"natsPorts": []}}, "natsPorts"),
 ]
 
 
@@ -144,6 +151,15 @@ def test_bad_service_values_are_rejected_with_a_clear_message(override: dict[str
     with helm.Chart.load(charts.ROOT / charts.SERVICES_CHART) as chart, pytest.raises(helm.HelmValuesError) as raised:
         chart.render(override, name="orderflow", namespace="orderflow")
     assert field in str(raised.value), str(raised.value)
+
+
+@pytest.mark.parametrize("transport", ["nats", "rabbitmq"])
+def test_a_transport_without_an_address_fails_the_render_saying_what_to_set(transport: str) -> None:
+    wanted = re.escape(f"set transport.{transport}.url, or transport.{transport}.existingSecret to a Secret with "
+                       f"ORDERFLOW_{transport.upper()}_URL")
+    chart = helm.Chart.load(charts.ROOT / charts.SERVICES_CHART)
+    with chart, pytest.raises(helm.HelmError, match=wanted):
+        chart.render({"transport": {"type": transport}}, name="orderflow", namespace="orderflow")
 
 
 def test_min_replicas_above_max_fails_the_render_naming_the_service() -> None:
@@ -161,7 +177,14 @@ def _services_case(label: str) -> charts.ChartCase:
     return next(c for c in charts.CASES if c.chart == charts.SERVICES_CHART and c.label == label)
 
 
-@pytest.mark.parametrize("label", ["defaults", "production"])
+#: What the Secrets the transport cases name would hold (the chart only references them).
+SECRETS = {
+    "orderflow-nats-credentials": {"ORDERFLOW_NATS_USER": "orderflow", "ORDERFLOW_NATS_PASSWORD": "s3cret"},
+    "orderflow-rabbitmq": {"ORDERFLOW_RABBITMQ_URL": "amqps://orderflow:s3cret@rabbitmq:5671/%2F"},
+}
+
+
+@pytest.mark.parametrize("label", ["defaults", "production", "nats", "rabbitmq"])
 def test_each_service_gets_a_configuration_its_own_loader_accepts(label: str) -> None:
     case = _services_case(label)
     docs = charts.render(case)
@@ -174,25 +197,40 @@ def test_each_service_gets_a_configuration_its_own_loader_accepts(label: str) ->
         for source in container["envFrom"]:
             if "configMapRef" in source:
                 env |= configmaps[source["configMapRef"]["name"]]["data"]
+        secrets: dict[str, str] = {}
+        for source in container["envFrom"]:
+            if "secretRef" in source:
+                secrets |= SECRETS.get(source["secretRef"]["name"], {})
         database = next(e for e in container["env"] if e["name"] == "ORDERFLOW_DATABASE_URL")
         assert database["valueFrom"]["secretKeyRef"] == {"name": values["database"]["existingSecret"], "key": service}
         env["ORDERFLOW_DATABASE_URL"] = "postgresql://user:secret@db:5432/x"  # what the Secret would hold
         replica = next(e for e in container["env"] if e["name"] == "ORDERFLOW_REPLICA_ID")
         assert replica["valueFrom"] == {"fieldRef": {"fieldPath": "metadata.name"}}  # the Pod name
         env["ORDERFLOW_REPLICA_ID"] = f"{name}-7d9f8b6c5-x2x4q"  # what the downward API would give
-        settings = config.load(service, env)  # the service's own loader: refuses anything invalid
+        settings = config.load(service, env | secrets)  # the service's own loader: refuses anything invalid
         assert settings.replica_id == env["ORDERFLOW_REPLICA_ID"]
         assert settings.http_host == "0.0.0.0" and settings.http_port == 8080
         assert settings.topic_partitions == (values["topics"].get("partitions", 6))
         assert settings.group == f"{settings.topic_prefix}-{service}"
         assert not any(re.search("PASSWORD|SECRET", k) for k in env if k != "ORDERFLOW_DATABASE_URL")
+        assert not any("s3cret" in v for v in env.values())  # credentials come from Secrets, never the ConfigMap
+        transport = values.get("transport", {}).get("type", "kafka")
+        assert settings.transport == transport
+    if label == "nats":
+        assert settings.transport_url == "nats://nats-0.nats:4222,nats://nats-1.nats:4222"
+        assert settings.transport_options == {"tls_ca": "/etc/nats/ca.pem", "user": "orderflow", "password": "s3cret"}
+        assert {"secretRef": {"name": "orderflow-nats-credentials"}} in container["envFrom"]
+        assert "ORDERFLOW_KAFKA_BOOTSTRAP" not in env
+    if label == "rabbitmq":
+        assert settings.transport_url == "amqps://orderflow:s3cret@rabbitmq:5671/%2F"  # from the Secret alone
+        assert settings.transport_options == {}
     if label == "production":
         assert settings.kafka_options == {"security.protocol": "SASL_SSL", "sasl.mechanism": "SCRAM-SHA-512"}
         assert settings.topic_prefix == "shop" and not settings.create_topics
         assert {"secretRef": {"name": "orderflow-kafka-credentials"}} in container["envFrom"]
 
 
-@pytest.mark.parametrize("label", ["defaults", "production"])
+@pytest.mark.parametrize("label", ["defaults", "production", "nats", "rabbitmq"])
 def test_the_orderflow_resource_names_the_real_deployments_groups_and_topics(label: str) -> None:
     case = _services_case(label)
     docs = charts.render(case)
@@ -211,6 +249,17 @@ def test_the_orderflow_resource_names_the_real_deployments_groups_and_topics(lab
     order_service = next(n for n in services if n.endswith("-order"))
     port = services[order_service]["spec"]["ports"][0]["port"]
     assert flow["spec"]["health"]["orderServiceUrl"] == f"http://{order_service}.orderflow.svc:{port}"
+    # The operator reads the same transport the services were given, from the same Secret.
+    parsed = operator_spec.parse(flow["spec"])
+    values = charts.values_file(f"{case.chart}/values.yaml") | case.values
+    transport = values["transport"]["type"]
+    assert parsed.transport.value == transport
+    if transport == "kafka":
+        assert "transport" not in flow["spec"]  # the CRD's default: accepted by a CRD from before the section too
+    else:
+        broker = values["transport"][transport]
+        assert "kafka" not in flow["spec"] and parsed.broker == operator_spec.BrokerSpec(
+            url=broker.get("url") or None, secret_name=broker.get("existingSecret") or None)
 
 
 def test_replicas_belong_to_the_operator_when_it_scales() -> None:
@@ -260,6 +309,17 @@ def test_network_policies_allow_only_what_the_flow_needs() -> None:
         for rule in policy["spec"]["ingress"]:
             assert rule["ports"] == [{"protocol": "TCP", "port": "http"}]
     assert charts.by_kind(charts.render(_services_case("no-operator")), "NetworkPolicy") == {}
+
+
+@pytest.mark.parametrize(("label", "port", "peers"), [
+    ("nats", 4222, [{"podSelector": {"matchLabels": {"app.kubernetes.io/name": "nats"}}}]),
+    ("rabbitmq", 5671, None),
+])
+def test_the_egress_rule_follows_the_transport(label: str, port: int, peers: list[dict[str, Any]] | None) -> None:
+    egress = charts.by_kind(charts.render(_services_case(label)), "NetworkPolicy")["orderflow-egress"]["spec"]["egress"]
+    broker = [rule for rule in egress if {"protocol": "TCP", "port": port} in rule["ports"]]
+    assert len(broker) == 1 and broker[0].get("to") == peers
+    assert not [rule for rule in egress if {"protocol": "TCP", "port": 9092} in rule["ports"]]
 
 
 @pytest.mark.postgres

@@ -109,15 +109,16 @@ def test_status_conditions_printer_columns_and_flow_health(
         assert table[1].split()[:5] == ["shop", "True", "2/2", "120", "7"]
         wide = envtest.kubectl("get", "of", "-n", ns, "-o", "wide", check=True).stdout.splitlines()
         assert wide[0].split() == [
-            "NAME", "READY", "REASON", "STAGES", "TOTAL", "LAG", "REPLICAS", "IN-FLIGHT", "STUCK", "OLDEST",
-            "DEGRADED", "AGE",
+            "NAME", "READY", "REASON", "STAGES", "TOTAL", "LAG", "TRANSPORT", "REPLICAS", "IN-FLIGHT", "STUCK",
+            "OLDEST", "DEGRADED", "AGE",
         ]  # fmt: skip
-        assert wide[1].split()[:10] == [
+        assert wide[1].split()[:11] == [
             "shop",
             "True",
             "Reconciled",
             "2/2",
             "120",
+            "kafka",
             "4",
             "7",
             "2",
@@ -258,8 +259,9 @@ def test_the_operator_writes_only_status_and_never_blocks_deletion(
     assert not flow["metadata"].get("finalizers")
     assert not [a for a in flow["metadata"].get("annotations") or {} if "kopf" in a]
     assert set(flow["status"]) <= {
-        "observedGeneration", "conditions", "readyStages", "totalLag", "totalReplicas", "stages", "flow",
+        "observedGeneration", "conditions", "transport", "readyStages", "totalLag", "totalReplicas", "stages", "flow",
     }  # fmt: skip
+    assert flow["status"]["transport"] == "kafka"  # a flow without spec.transport is read from Kafka
     # Stop the operator, then delete: nothing waits for it.
     operator_in.stop()
     result = envtest.kubectl("delete", "of", "-n", ns, "keep", "--wait=true", "--timeout=10s")

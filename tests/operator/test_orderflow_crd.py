@@ -27,13 +27,17 @@ def valid_flow() -> dict[str, Any]:
 def test_explain_shows_the_descriptions(envtest: Any, orderflow_crd: str) -> None:
     spec = envtest.kubectl("explain", "orderflow.spec", check=True).stdout
     assert "The desired flow" in spec
-    for field in ("kafka", "stages", "scaling", "health"):
+    for field in ("transport", "kafka", "stages", "scaling", "health"):
         assert f"{field}\t<Object>" in spec or f"{field}\t<[]Object>" in spec
     stages = envtest.kubectl("explain", "orderflow.spec.stages", check=True).stdout
     assert "Target lag (unconsumed messages) per replica" in stages
     assert "Messages per second one replica handles" in stages
     secret = envtest.kubectl("explain", "orderflow.spec.kafka.secretRef", check=True).stdout
     assert "librdkafka settings" in secret
+    transport = envtest.kubectl("explain", "orderflow.spec.transport", check=True).stdout
+    assert "like a KEDA trigger's type" in transport
+    nats_secret = envtest.kubectl("explain", "orderflow.spec.transport.nats.secretRef", check=True).stdout
+    assert "ORDERFLOW_NATS_URL" in nats_secret
     status = envtest.kubectl("explain", "orderflow.status.stages", check=True).stdout
     assert "lastScaleReason" in status
 
@@ -65,6 +69,20 @@ def test_a_valid_flow_is_accepted_with_defaults(k8s_api_client: Any, flow_namesp
     }
     assert created["spec"]["health"] == {"stuckAfterSeconds": 300}
     assert created["spec"]["stages"][1]["upstreamRatioPercent"] == 100
+    assert created["spec"]["transport"] == {"type": "kafka"}  # a flow written before the section: Kafka
+
+
+@pytest.mark.parametrize("section", [
+    {"type": "nats", "nats": {"url": "nats://orderflow-nats:4222"}},
+    {"type": "nats", "nats": {"url": "nats://n1:4222,nats://n2:4222", "secretRef": {"name": "nats-client"}}},
+    {"type": "rabbitmq", "rabbitmq": {"secretRef": {"name": "orderflow-rabbitmq"}}},
+    {"type": "rabbitmq", "rabbitmq": {"url": "amqps://orderflow@mq:5671/%2F"}},
+], ids=["nats-url", "nats-cluster-and-secret", "rabbitmq-secret", "rabbitmq-user-without-password"])
+def test_a_flow_on_nats_or_rabbitmq_needs_no_kafka_section(
+    k8s_api_client: Any, flow_namespace: str, section: dict[str, Any]
+) -> None:
+    created = kit.create_flow(k8s_api_client, flow_namespace, _on(section))
+    assert created["spec"]["transport"] == section and "kafka" not in created["spec"]
 
 
 def _mutate(path: str, value: Any) -> dict[str, Any]:
@@ -78,6 +96,14 @@ def _mutate(path: str, value: Any) -> dict[str, Any]:
         node[int(last)] = value
     else:
         node[last] = value
+    return flow
+
+
+def _on(transport: dict[str, Any]) -> dict[str, Any]:
+    """The valid flow on another transport: its ``spec.transport`` set, its ``spec.kafka`` gone."""
+    flow = copy.deepcopy(valid_flow())
+    del flow["spec"]["kafka"]
+    flow["spec"]["transport"] = transport
     return flow
 
 
@@ -131,6 +157,19 @@ INVALID = {
         "bootstrapServers in body should be at least 1 chars",
     ),
     "unknown field": (_mutate("stages.0.replicas", 3), 'unknown field "spec.stages[0].replicas"'),
+    "kafka without its section": (_on({"type": "kafka"}), "spec.kafka is required when spec.transport.type is kafka"),
+    "nats without its section": (_on({"type": "nats"}), "spec.transport.nats is required when spec.transport.type"),
+    "rabbitmq without its section": (
+        _on({"type": "rabbitmq", "nats": {"url": "nats://n:4222"}}),
+        "spec.transport.rabbitmq is required when spec.transport.type is rabbitmq",
+    ),
+    "unknown transport": (_on({"type": "sqs"}), 'Unsupported value: "sqs"'),
+    "nats with no address": (_on({"type": "nats", "nats": {}}), "spec.transport.nats needs url or a secretRef"),
+    "password in the url": (
+        _on({"type": "rabbitmq", "rabbitmq": {"url": "amqp://orderflow:s3cret@mq:5672/%2F"}}),
+        "a URL with a password does not belong in the spec",
+    ),
+    "not an amqp url": (_on({"type": "rabbitmq", "rabbitmq": {"url": "http://mq:15672"}}), "url in body should match"),
 }
 
 

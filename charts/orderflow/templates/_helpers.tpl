@@ -69,6 +69,21 @@ app.kubernetes.io/managed-by: {{ .root.Release.Service }}
 {{- printf "ORDERFLOW_KAFKA_%s" (. | upper | replace "." "_" | replace "-" "_") }}
 {{- end }}
 
+{{/* `(dict "transport" "nats" "name" "tls_ca")` -> `ORDERFLOW_NATS_TLS_CA`: what config.transport_options reads. */}}
+{{- define "orderflow.transportEnvName" -}}
+{{- printf "ORDERFLOW_%s_%s" (.transport | upper) (.name | upper | replace "." "_" | replace "-" "_") }}
+{{- end }}
+
+{{/* The selected transport's values (transport.nats or transport.rabbitmq); fails naming what is missing. */}}
+{{- define "orderflow.broker" -}}
+{{- $type := .Values.transport.type }}
+{{- $broker := index .Values.transport $type }}
+{{- if not (or $broker.url $broker.existingSecret) }}
+{{- fail (printf "transport.type is %s: set transport.%s.url, or transport.%s.existingSecret to a Secret with ORDERFLOW_%s_URL" $type $type $type (upper $type)) }}
+{{- end }}
+{{- toYaml $broker }}
+{{- end }}
+
 {{/* A map as `key=value,key=value` (sorted by key): the form of OTEL_RESOURCE_ATTRIBUTES. */}}
 {{- define "orderflow.keyValues" -}}
 {{- $pairs := list }}
