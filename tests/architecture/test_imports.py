@@ -105,8 +105,9 @@ ALLOWED = {
     "orderflow.errors": (),
     "orderflow.events": ("orderflow.errors", "orderflow.transport"),
     "orderflow.runtime": ("orderflow.errors", "orderflow.events", "orderflow.transport"),
-    # The transports: the seam's types, the errors, and the settings they are configured by.
-    "orderflow.transport": ("orderflow.errors", "orderflow.runtime.config"),
+    # The transports: the seam's types, the errors, the settings they are configured by, and the event catalog
+    # (channel names, who consumes what).
+    "orderflow.transport": ("orderflow.errors", "orderflow.runtime.config", "orderflow.events"),
     **{f"orderflow.{s}": ("orderflow.errors", "orderflow.events", "orderflow.runtime") for s in SERVICES},
     "orderflow_operator": ("orderflow.errors",),
     # The commands that read the flow: the event catalog, the runtime's config and DLQ format, and the operator's
@@ -148,7 +149,7 @@ def test_the_runtime_core_imports_no_broker_client_and_no_transport_package() ->
             assert not [i for i in GRAPH[name] if i.startswith("orderflow.transport.")], name
 
 
-@pytest.mark.parametrize("transport", ["kafka", "memory"])
+@pytest.mark.parametrize("transport", ["kafka", "nats", "rabbitmq", "memory"])
 def test_each_broker_client_is_imported_by_its_own_transport_package_only(transport: str) -> None:
     client = {"kafka": "confluent_kafka", "nats": "nats", "rabbitmq": "pika"}.get(transport)
     package = f"orderflow.transport.{transport}"

@@ -135,8 +135,8 @@ def _scales_by_backlog(
         kit.wait_for(
             lambda: kit.replicas(api, ns, deployment) == wanted,
             timeout=intervals * INTERVAL + SLACK,
-            message=lambda: f"not scaled to {wanted} within {intervals} interval(s): {kit.replicas(api, ns, deployment)}; "
-            f"{kit.stage_status(kit.get_flow(api, ns, 'flow'), 'inventory')}",
+            message=lambda: f"not scaled to {wanted} within {intervals} interval(s): "
+            f"{kit.replicas(api, ns, deployment)}; {kit.stage_status(kit.get_flow(api, ns, 'flow'), 'inventory')}",
         )
         reaction = time.monotonic() - published_at
         st = kit.stage_status(kit.get_flow(api, ns, "flow"), "inventory")

@@ -434,3 +434,24 @@ def test_broker_restart_probe_fails_then_subscription_and_publisher_resume(uniqu
 def test_topology_names() -> None:
     assert topology.queue_name("p-inventory", 2) == "p-inventory.2"
     assert topology.is_dlq("p.inventory.dlq") and not topology.is_dlq("p.orders")
+
+
+def test_what_the_order_service_publishes_before_inventory_ever_started_waits_for_it(
+    rabbitmq_url: str, unique_prefix: str, subscribe: Callable[..., RabbitMQSubscription]
+) -> None:
+    """A fanout exchange drops what no queue is bound to: the producer's set-up declares the queues of every group
+    the catalog says consumes its channels, so a first deployment loses nothing to start-up order."""
+    order = rmq.make(dataclasses.replace(_settings(rabbitmq_url, unique_prefix), service="order"), client_id="order")
+    orders = catalog.get(catalog.ORDER_CREATED).topic(unique_prefix)
+    produced = [e.topic(unique_prefix) for e in catalog.produced_by("order")]
+    order.ensure_channels(produced, partitions=3, replication=1)
+    created = events.order_created(unit_price=5)
+    publisher = order.publisher("relay")
+    acked, refused = publisher.publish([_record(created, unique_prefix)])
+    publisher.close()
+    assert acked == [0] and not refused
+
+    inventory = subscribe([orders], f"{unique_prefix}-inventory")  # the first time inventory ever starts
+    got: list[Received] = []
+    until(lambda: got.extend(inventory.fetch(10, 0.5)) or got, timeout=30, what="the order published before")
+    assert [r.key for r in got] == [created.subject.encode()]

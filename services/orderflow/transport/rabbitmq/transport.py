@@ -7,14 +7,19 @@ on the probe thread and at start-up), every subscription and publisher opens its
 from __future__ import annotations
 
 import itertools
+import logging
 from collections.abc import Callable, Sequence
 from typing import Final
+
+import pika.exceptions
 
 from orderflow.events import catalog
 from orderflow.transport import Publisher, Subscription
 from orderflow.transport.rabbitmq import connect, topology
 from orderflow.transport.rabbitmq.publisher import RabbitMQPublisher
 from orderflow.transport.rabbitmq.subscription import RabbitMQSubscription
+
+log = logging.getLogger(__name__)
 
 PROBE_TIMEOUT_S: Final = 3.0
 DECLARE_TIMEOUT_S: Final = 15.0
@@ -40,6 +45,7 @@ class RabbitMQTransport:
         self.url = url
         self.options = options
         self.client_id = client_id
+        self.prefix = prefix
         self.dead_letter = catalog.dlq_topic(prefix, service)
         self.partitions = partitions
         self.replication = replication
@@ -58,6 +64,40 @@ class RabbitMQTransport:
             ch = connection.channel()
             for channel in sorted(set(channels)):
                 topology.declare_channel(ch, channel, replication=replication)
+            for group, consumed, dead_letter in self._consuming_groups(channels):
+                try:
+                    topology.declare_group(
+                        ch,
+                        group=group,
+                        channels=consumed,
+                        partitions=self.partitions,
+                        dead_letter=dead_letter,
+                        delivery_limit=self.delivery_limit,
+                        replication=replication,
+                    )
+                except pika.exceptions.ChannelClosedByBroker as e:
+                    # Declared before with other arguments (another delivery limit): that group's own are kept.
+                    log.warning("queues of group %s kept as they are: %s", group, e)
+                    ch = connection.channel()
+
+    def _consuming_groups(self, channels: Sequence[str]) -> list[tuple[str, list[str], str]]:
+        """The groups (default names, ``<prefix>-<service>``) that consume ``channels``, per the event catalog, each
+        with every channel it consumes and its dead-letter channel.
+
+        Declared with the channels, so that a group's queues exist before anything is published to it: RabbitMQ
+        drops what a fanout exchange has no queue for, and on a first deployment the order service can publish
+        before inventory has ever started. (A group renamed with ``ORDERFLOW_CONSUMER_GROUP`` is declared only by
+        its own service, at its first start.)"""
+        wanted = set(channels)
+        consumers = sorted({c for e in catalog.CATALOG.values() if e.topic(self.prefix) in wanted for c in e.consumers})
+        return [
+            (
+                f"{self.prefix}-{consumer}",
+                sorted({e.topic(self.prefix) for e in catalog.consumed_by(consumer)}),
+                catalog.dlq_topic(self.prefix, consumer),
+            )
+            for consumer in consumers
+        ]
 
     def subscribe(self, channels: Sequence[str], *, group: str, on_assigned: Callable[[int], None]) -> Subscription:
         return RabbitMQSubscription(
