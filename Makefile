@@ -29,6 +29,7 @@ prereqs: venv ## fetch/build/install what the tests need: Kafka, kube-apiserver+
 	bash tests/jaeger/build.sh
 	bash contracts/tools/install-asyncapi.sh
 	bash tests/support/install-postgres.sh
+	bash tests/support/install-nats.sh
 	$(BIN)/python -m tests.deploy.skaffold_schema
 
 test: prereqs ## run the whole test suite against real Kafka and a real kube-apiserver (all but the e2e suite)
