@@ -41,11 +41,19 @@ MakeTransport = Callable[..., NatsTransport]
 
 @pytest.fixture
 def make_transport(nats_url: str, unique_prefix: str) -> Iterator[MakeTransport]:
-    """``make_transport(url=..., down=callback)``: a transport on this test's prefix, closed at the end."""
+    """``make_transport(url=..., down=callback, options=...)``: a transport on this test's prefix, closed at the end."""
     made: list[NatsTransport] = []
 
-    def make(url: str = nats_url, down: Callable[[str], None] | None = None) -> NatsTransport:
-        settings = Settings(service="order", transport="nats", transport_url=url, topic_prefix=unique_prefix)
+    def make(
+        url: str = nats_url, down: Callable[[str], None] | None = None, options: dict[str, str] | None = None
+    ) -> NatsTransport:
+        settings = Settings(
+            service="order",
+            transport="nats",
+            transport_url=url,
+            transport_options=options or {},
+            topic_prefix=unique_prefix,
+        )
         transport = nats_transport.make(settings, client_id=f"test-{len(made)}", on_all_brokers_down=down)
         made.append(transport)
         return transport
@@ -250,6 +258,71 @@ def test_unsettled_message_is_redelivered_after_close(make_transport: MakeTransp
     [again] = _fetch(second, 1, timeout=10)
 
     assert (again.offset, again.value, again.deliveries) == (fetched.offset, fetched.value, 2)
+
+
+CRASHING_MEMBER = """
+import sys
+from orderflow.runtime.config import Settings
+from orderflow.transport import nats
+url, channel, group = sys.argv[1:]
+settings = Settings(service="order", transport="nats", transport_url=url, transport_options={"ack_wait": "1"})
+sub = nats.make(settings, client_id="doomed").subscribe([channel], group=group, on_assigned=lambda n: None)
+while not (got := sub.fetch(10, 0.5)):
+    pass
+print(got[0].offset, flush=True)
+sys.stdin.read()  # holds it, unsettled, until SIGKILLed
+"""
+
+
+@pytest.mark.nats
+def test_messages_of_a_killed_member_come_back_after_ack_wait(
+    make_transport: MakeTransport, nats_url: str, unique_prefix: str
+) -> None:
+    transport = make_transport(options={"ack_wait": "1"})
+    channel, group = f"{unique_prefix}.orders", f"{unique_prefix}-order"
+    transport.ensure_channels([channel], partitions=3, replication=1)
+    survivor = transport.subscribe([channel], group=group, on_assigned=_ignore)
+    until(survivor.joined.is_set, timeout=10, what="joined")
+    doomed = subprocess.Popen(
+        [sys.executable, "-c", CRASHING_MEMBER, nats_url, channel, group],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        # Only the doomed member asks (the survivor does not fetch yet), so it is the one that gets the message.
+        transport.publisher("relay").publish([_raw(channel, "o1", 1)])
+        assert doomed.stdout is not None
+        offset = int(doomed.stdout.readline())
+    finally:
+        doomed.kill()
+        doomed.wait(10)
+        if doomed.stdin is not None:
+            doomed.stdin.close()
+        if doomed.stdout is not None:
+            doomed.stdout.close()
+
+    [again] = _fetch(survivor, 1, timeout=15)
+    assert (again.offset, again.deliveries) == (offset, 2)
+
+
+@pytest.mark.nats
+def test_a_message_being_worked_on_is_not_redelivered(make_transport: MakeTransport, unique_prefix: str) -> None:
+    """Held unsettled for several ack_waits, a fetched message stays with its member (in-progress heartbeats)."""
+    holder, other = make_transport(options={"ack_wait": "1"}), make_transport(options={"ack_wait": "1"})
+    channel, group = f"{unique_prefix}.orders", f"{unique_prefix}-order"
+    holder.ensure_channels([channel], partitions=3, replication=1)
+    held = holder.subscribe([channel], group=group, on_assigned=_ignore)
+    holder.publisher("relay").publish([_raw(channel, "o1", 1)])
+    [message] = _fetch(held, 1, settle=False)
+    waiting = other.subscribe([channel], group=group, on_assigned=_ignore)
+
+    deadline = time.monotonic() + 3.5  # three and a half ack_waits, asking all the while
+    while time.monotonic() < deadline:
+        assert waiting.fetch(10, 0.5) == []
+
+    held.settle([message])
+    assert waiting.fetch(10, 1.5) == []  # settled: gone for the group
 
 
 # -- channels, availability ---------------------------------------------------------------------------------------

@@ -13,8 +13,9 @@ How the seam maps onto JetStream (one module each):
   released text, had structured mode only); structured messages are read too;
 * ``publisher`` — JetStream publish with a PubAck per record, pipelined across keys, in order within a key;
   ``Nats-Msg-Id`` = the event id, so a republished event is stored once within the duplicate window;
-* ``subscription`` — one durable pull consumer per (group, stream), explicit acks, ``ack_wait`` 30 s, unlimited
-  ``max_deliver`` (the runtime dead-letters past its limit from ``Received.deliveries`` = ``num_delivered``);
+* ``subscription`` — one durable pull consumer per (group, stream), explicit acks, ``ack_wait`` 10 s (kept in
+  progress while a member works on a message, so it only bounds crash recovery), unlimited ``max_deliver`` (the
+  runtime dead-letters past its limit from ``Received.deliveries`` = ``num_delivered``);
 * ``backlog`` — ``read(url, options, group=..., channels=...)``: ``num_pending + num_ack_pending`` per channel;
 * ``connection``, ``loop``, ``options`` — one nats-py connection on one private event loop thread per transport
   (the seam is synchronous and called from the runtime's threads); reconnects for ever by itself.
@@ -22,7 +23,7 @@ How the seam maps onto JetStream (one module each):
 What holds (README: Transports):
 
 * **at-least-once**: a message is acked only by ``settle`` (after the runtime's commit); one fetched and not settled
-  comes back after ``ack_wait``, or at once after a graceful ``close`` (which nak's it), or after a crash;
+  comes back at once after a graceful ``close`` (which nak's it), and ``ack_wait`` after a crash (SIGKILL);
 * **publication**: a record reported acknowledged is stored in a file-backed stream (PubAck); never lost;
 * **per-order ordering with one replica**: one member pulls each stream alone, in stream order, and the publisher
   sends a key's next record only once the previous one is stored — so an order's events arrive in order (a

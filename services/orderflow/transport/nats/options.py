@@ -12,7 +12,8 @@ Connection (TLS and auth are passed to nats-py as they are):
 
 JetStream (what ``ensure_channels`` and ``subscribe`` create; changing them later does not alter what exists):
 
-* ``ack_wait`` — seconds a fetched, unsettled message waits before JetStream redelivers it (default 30);
+* ``ack_wait`` — seconds before JetStream redelivers a message a member fetched and neither settled nor kept in
+  progress, i.e. how long a crashed replica's messages wait (default 10; see ``subscription``);
 * ``max_ack_pending`` — unsettled messages per group and stream before delivery pauses (default 10000);
 * ``max_age`` — seconds a stream keeps a message, like Kafka's retention (default 604800, 7 days);
 * ``duplicate_window`` — seconds within which a second publication of one event id is dropped (default 120).
@@ -30,7 +31,7 @@ from orderflow.errors import ConfigError
 _CONNECTION: Final = ("tls_ca", "tls_cert", "tls_key", "tls_hostname", "user", "password", "token", "creds")
 _NUMBERS: Final = {
     "connect_timeout": 2.0,
-    "ack_wait": 30.0,
+    "ack_wait": 10.0,
     "max_ack_pending": 10000.0,
     "max_age": 7 * 24 * 3600.0,
     "duplicate_window": 120.0,

@@ -1,17 +1,22 @@
 """A group's membership on JetStream: one durable pull consumer per (group, stream), pulled on demand.
 
 Why pull, and why on demand: a pull consumer hands each message to whichever member asks, so the replicas of a
-service share one durable consumer and the work, and a member gets only what it asked for. ``fetch`` keeps one
-pull request per stream outstanding, for as many messages as the runtime's batch (``expires`` 1 s, re-issued when
-it is used up, expired, or lost with a restarted server); what arrives waits in one buffer, so a busy stream fills
-the batch and an idle one costs one request a second rather than one per 100 ms poll.
+service share one durable consumer and the work, and a member gets only what it asked for. ``fetch`` keeps one pull
+request per stream outstanding, for as many messages as the runtime's batch (``expires`` 1 s, re-issued when it is
+used up, expired, or lost with a restarted server); what arrives waits in one buffer, so a busy stream fills the
+batch and an idle one costs one request a second rather than one per 100 ms poll.
 
 Settling is ``ack`` (explicit acks; fire-and-forget like every NATS publish, so ``settle`` only queues it: a lost
-ack is a redelivery, which the inbox absorbs). A fetched message that is not settled comes back after ``ack_wait``
-(30 s); ``close`` nak's everything fetched but unsettled (and what was still buffered), so it comes back at once
-to another member. It first lets this member's pull requests end (at most ``expires``) while still listening:
-nats-server 2.9 re-sends a nak'd message to a waiting request whose inbox is gone, finds no interest, and rolls
-the delivery back as if it had never been delivered, so its delivery count would restart at 1.
+ack is a redelivery, which the inbox absorbs). A fetched message that is not settled comes back after ``ack_wait``:
+10 s by default rather than JetStream's 30, because that is how long a crashed replica's messages wait (Kafka's
+session timeout here is 10 s too, and an order's deadline is 30 s). So that a slow batch is not redelivered while it
+is still being worked on, the member tells JetStream every ``ack_wait``/3 that what it holds is in progress
+(``+WPI``), for at most ``MAX_HOLD`` (5 minutes, Kafka's ``max.poll.interval.ms``): a consumer that hangs rather
+than crashes lets go of its messages then. ``close`` nak's everything fetched but unsettled (and what was still
+buffered), so it comes back at once to another member. It first lets this member's pull requests end (at most
+``expires``) while still listening: nats-server 2.9 re-sends a nak'd message to a waiting request whose inbox is
+gone, finds no interest, and rolls the delivery back as if it had never been delivered, so its delivery count would
+restart at 1.
 
 ``Received.deliveries`` is JetStream's ``num_delivered``; ``max_deliver`` is unlimited, the runtime dead-letters
 past its own limit.
@@ -45,6 +50,8 @@ log = logging.getLogger(__name__)
 
 #: How long one pull request lingers on the server; re-issued once used up, expired or lost.
 PULL_EXPIRES: Final = 1.0
+#: How long a member keeps a fetched, unsettled message from redelivery by telling JetStream it is in progress.
+MAX_HOLD: Final = 300.0
 #: Between attempts to create/bind the group's consumers while the server is down or a stream is missing.
 JOIN_RETRY: Final = 1.0
 # Status codes that end a pull request: no messages (no_wait), request timeout (expired), conflict (409:
@@ -72,6 +79,7 @@ class _Pull:
 class _Token:
     msg: Msg
     pull: _Pull = field(repr=False)
+    arrived: float = 0.0
 
 
 class NatsSubscription:
@@ -102,6 +110,7 @@ class NatsSubscription:
         self._bound: asyncio.Event | None = None
         self._closed = False
         self._joiner: asyncio.Future[None] | None = None
+        self._keeper: asyncio.Future[None] | None = None
         loop.loop.call_soon_threadsafe(self._start)
 
     # -- the seam (caller's thread) -----------------------------------------------------------------------------
@@ -145,6 +154,7 @@ class NatsSubscription:
         self._bound = asyncio.Event()
         self._conn.on_reconnect(self._forget_requests)
         self._joiner = asyncio.ensure_future(self._join())
+        self._keeper = asyncio.ensure_future(self._keep_in_progress())
 
     def _forget_requests(self) -> None:
         # A restarted server holds none of our pull requests: ask again on the next fetch.
@@ -211,7 +221,7 @@ class NatsSubscription:
                         self._rejoin()
             else:
                 pull.requested -= 1
-                self._buffer.append(_Token(msg, pull))
+                self._buffer.append(_Token(msg, pull, asyncio.get_running_loop().time()))
                 if self._arrived is not None:
                     self._arrived.set()
             if pull.requested <= 0 and self._ended is not None:
@@ -225,6 +235,7 @@ class NatsSubscription:
             return
         self._bound.clear()
         self._joiner = asyncio.ensure_future(self._join())
+        self._keeper = asyncio.ensure_future(self._keep_in_progress())
 
     async def _fetch(self, max_messages: int, timeout: float) -> list[Received]:
         assert self._arrived is not None and self._bound is not None
@@ -266,6 +277,22 @@ class NatsSubscription:
             pull.requested = batch
             pull.expires_at = now + PULL_EXPIRES + 1.0
 
+    async def _keep_in_progress(self) -> None:
+        """Every ``ack_wait``/3, tell JetStream that what this member holds is still being worked on."""
+        loop = asyncio.get_running_loop()
+        while not self._closed:
+            await asyncio.sleep(self._conn.options.ack_wait / 3)  # a heartbeat period, not a synchronisation
+            if not self._conn.connected:
+                continue
+            now = loop.time()
+            for token in [*self._unsettled.values(), *self._buffer]:
+                if now - token.arrived < MAX_HOLD:
+                    try:
+                        await token.msg.in_progress()
+                    except nats.errors.Error as e:
+                        log.debug("in-progress on %s: %s", token.pull.stream, e)
+                        break
+
     async def _ack(self, tokens: Sequence[_Token]) -> None:
         for token in tokens:
             self._unsettled.pop(id(token), None)
@@ -278,9 +305,10 @@ class NatsSubscription:
                 return
 
     async def _close(self) -> None:
-        if self._joiner is not None and not self._joiner.done():
-            self._joiner.cancel()
-            await asyncio.gather(self._joiner, return_exceptions=True)
+        for task in (self._joiner, self._keeper):
+            if task is not None and not task.done():
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
         if self._unsettled or self._buffer:
             await self._requests_ended()
         await self._nak_all()
