@@ -25,8 +25,9 @@ What NATS headers cannot hold, and how it still round-trips byte for byte (dead 
 * NATS has no message key: the key rides as the ``ce-partitionkey`` attribute it always equals for an event, and
   in an ``orderflow.nats.key`` header only when it differs (a dead letter of a foreign message);
 * ``Nats-Msg-Id`` is set to the event id, so JetStream drops a second publication of one event within the stream's
-  duplicate window (2 minutes): an outbox relay that republishes after a lost PubAck stores the event once. Read
-  back, that header (when it is the event id) is dropped again;
+  duplicate window (2 minutes): an outbox relay that republishes after a lost PubAck stores the event once (and a
+  dead letter replayed onto its channel within 2 minutes of the original is dropped as that duplicate: replay
+  later, or lower ``ORDERFLOW_NATS_DUPLICATE_WINDOW``). Read back, that header (when it is the event id) is dropped;
 * header names are case-insensitive in NATS; nats-py hands headers over as a dict, so a repeated header name keeps
   its last value, and a received non-ASCII value that another producer wrote raw arrives with U+FFFD replacements.
   A neutral name that is no NATS header token (a space, a colon) cannot be sent: ``ValueError``.
