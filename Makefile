@@ -23,13 +23,14 @@ $(STAMP): pyproject.toml services/devtools/pyproject.toml
 demo: venv ## run the four services on a local Kafka and place a batch of orders
 	$(BIN)/orderflow demo
 
-prereqs: venv ## fetch/build/install what the tests need: Kafka, kube-apiserver+etcd+kubectl, Jaeger, AsyncAPI, PostgreSQL
+prereqs: venv ## fetch/build/install what the tests need: Kafka, kube-apiserver+etcd+kubectl, Jaeger, AsyncAPI, PostgreSQL, RabbitMQ, NATS
 	$(BIN)/python -c 'from orderflow_dev.kafka import ensure_jars; print("kafka jars:", ensure_jars())'
 	bash tests/envtest/build.sh
 	bash tests/jaeger/build.sh
 	bash contracts/tools/install-asyncapi.sh
 	bash tests/support/install-postgres.sh
 	bash tests/support/install-rabbitmq.sh
+	bash tests/support/install-nats.sh
 	$(BIN)/python -m tests.deploy.skaffold_schema
 
 test: prereqs ## run the whole test suite against real Kafka and a real kube-apiserver (all but the e2e suite)

@@ -30,6 +30,7 @@ DELEGATED = {
     "contracts": _Delegated("orderflow_dev.contracts", DEV_INSTALL),
     "demo": _Delegated("orderflow_dev.demo", DEV_INSTALL),
     "kafka": _Delegated("orderflow_dev.kafka", DEV_INSTALL),
+    "nats": _Delegated("orderflow_dev.nats", DEV_INSTALL),
     "operator": _Delegated("orderflow_operator", "pip install 'orderflow[operator]'"),
     "rabbitmq": _Delegated("orderflow_dev.rabbitmq", DEV_INSTALL),
 }
@@ -92,6 +93,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     sub.add_parser("dlq", help="list|show|replay dead letters")
     sub.add_parser("demo", help="(dev tooling) run the four services on a local broker and place a batch of orders")
     sub.add_parser("kafka", help="(dev tooling) start|stop|status a local single-node Kafka broker")
+    sub.add_parser("nats", help="(dev tooling) start|stop|status a local NATS server with JetStream")
+    sub.add_parser("rabbitmq", help="(dev tooling) start|stop|status a local RabbitMQ node")
     sub.add_parser("contracts", help="(dev tooling) verify the Pact message contracts and print the matrix")
     args = parser.parse_args(argv)
     return int(args.func(args))
