@@ -23,7 +23,7 @@ from cloudevents.core.v1.event import CloudEvent
 from nats.aio.client import Client
 
 from orderflow.errors import BrokerUnavailable
-from orderflow.events import Event, codec
+from orderflow.events import Event, catalog, codec, new_order_id
 from orderflow.runtime.config import Settings
 from orderflow.transport import Received, Record, Subscription
 from orderflow.transport import nats as nats_transport
@@ -197,7 +197,7 @@ def test_structured_mode_messages_decode(make_transport: MakeTransport, nats_url
                 }
                 body = ce_kafka.to_structured(CloudEvent(attributes, dict(event.data)), codec._FORMAT).value
                 headers = {"Content-Type": "application/cloudevents+json"} if i == 0 else None
-                await js.publish(f"{channel}.0", body, headers=headers)
+                await js.publish(f"{channel}.p.0", body, headers=headers)
         finally:
             await nc.close()
 
@@ -540,3 +540,21 @@ def test_orderflow_nats_start_status_stop(tmp_path: Path) -> None:
     finally:
         assert orderflow("stop").returncode == 0
     assert orderflow("status").returncode == 3
+
+
+@pytest.mark.nats
+def test_a_services_channel_and_its_dead_letter_channel_below_it_are_two_streams(
+    make_transport: MakeTransport, unique_prefix: str
+) -> None:
+    """``<prefix>.inventory`` and ``<prefix>.inventory.dlq``: with subjects ``<channel>.>`` JetStream refused the
+    second stream (subjects overlap, err_code 10065) and inventory never became ready."""
+    transport = make_transport()
+    inventory = catalog.get(catalog.STOCK_RESERVED).topic(unique_prefix)
+    dead = catalog.dlq_topic(unique_prefix, "inventory")
+    assert dead.startswith(inventory + ".")
+    transport.ensure_channels([inventory, dead], partitions=3, replication=1)
+    publisher = transport.publisher("test")
+    reserved = codec.encode(events.stock_reserved(new_order_id()), prefix=unique_prefix)
+    letter = Record(dead, reserved.key, reserved.value, reserved.headers)
+    acked, refused = publisher.publish([reserved, letter])
+    assert acked == [0, 1] and not refused, refused

@@ -1,10 +1,14 @@
 """Where a channel lives on JetStream, in one place: its stream, its subjects, a group's durable consumer.
 
 A channel (``<prefix>.orders``) is one stream named like it with ``.`` -> ``_`` (stream names may not hold dots),
-capturing ``<channel>.>``. A record goes to ``<channel>.<p>``, ``p`` = CRC-32 of its key modulo the channel's
+capturing ``<channel>.p.*``. A record goes to ``<channel>.p.<n>``, ``n`` = CRC-32 of its key modulo the channel's
 partition count, so all events of one order share one subject: JetStream keeps a stream in arrival order, and the
 subject is where per-key ordering schemes (and ``Received.partition``) hang. CRC-32 because it is stable across
 processes and languages (Python's ``hash`` is salted) and cheap; nothing needs it to match Kafka's murmur2.
+
+Why ``.p.*`` and not ``.>``: the dead-letter channel of the inventory service is ``<prefix>.inventory.dlq``, below
+the inventory channel ``<prefix>.inventory``; with ``.>`` the two streams' subjects would overlap, which JetStream
+refuses. ``<prefix>.inventory.p.*`` and ``<prefix>.inventory.dlq.p.*`` never match the same subject.
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ def stream(channel: str) -> str:
 
 def subjects(channel: str) -> list[str]:
     """What the stream of ``channel`` captures: every partition subject below it."""
-    return [f"{channel}.>"]
+    return [f"{channel}.p.*"]
 
 
 def partition(key: bytes, partitions: int) -> int:
@@ -33,7 +37,7 @@ def partition(key: bytes, partitions: int) -> int:
 
 
 def subject(channel: str, key: bytes, partitions: int) -> str:
-    return f"{channel}.{partition(key, partitions)}"
+    return f"{channel}.p.{partition(key, partitions)}"
 
 
 def partition_of(subject_: str) -> int:

@@ -82,7 +82,7 @@ class NatsTransport:
             pass
         config = api.StreamConfig(
             name=name,
-            description=f"OrderFlow channel {channel}: subjects {channel}.<0..{partitions - 1}> by key",
+            description=f"OrderFlow channel {channel}: subjects {channel}.p.<0..{partitions - 1}> by key",
             subjects=naming.subjects(channel),
             retention=api.RetentionPolicy.LIMITS,
             storage=api.StorageType.FILE,
