@@ -84,7 +84,10 @@ def test_duplicates_and_redelivered_events_change_nothing(make_stack: Callable[.
         what="both orders charged",
     )
     assert stack["billing"].get(f"/payments/{created.subject}")["state"] == "CHARGED"
-    assert 'orderflow_events_duplicate_total{service="billing"} 3.0' in stack["billing"].get("/metrics")
+    # JetStream stores an event once per ``Nats-Msg-Id`` (the event id) within its duplicate window: the copies
+    # never reach billing. On Kafka and RabbitMQ they do, and the inbox drops them.
+    seen = 0 if transport == "nats" else 3
+    assert f'orderflow_events_duplicate_total{{service="billing"}} {seen}.0' in stack["billing"].get("/metrics")
 
 
 def test_a_sigkill_mid_batch_loses_nothing_and_applies_nothing_twice(
@@ -115,7 +118,8 @@ def test_poison_goes_to_the_dead_letter_channel_with_its_reason_and_the_flow_goe
     orders = catalog.get(catalog.ORDER_CREATED).topic(stack.prefix)
     with channels.Reader(stack, catalog.dlq_topic(stack.prefix, "billing")) as dead:
         good = events.order_created(unit_price=700)
-        record = Record(orders, good.subject.encode(), b"{not json", codec.encode(good, prefix=stack.prefix).headers)
+        bad = events.order_created(unit_price=1)  # its attributes, with a body that is not JSON
+        record = Record(orders, bad.subject.encode(), b"{not json", codec.encode(bad, prefix=stack.prefix).headers)
         channels.publish(stack, [record])
         channels.publish_events(stack, [good])
 
@@ -123,7 +127,7 @@ def test_poison_goes_to_the_dead_letter_channel_with_its_reason_and_the_flow_goe
     assert header(letter.headers, dlq.HEADER_REASON) == b"undecodable"
     assert header(letter.headers, dlq.HEADER_TOPIC) == orders.encode()
     assert letter.value == b"{not json", "the dead letter keeps the message byte for byte"
-    assert header(letter.headers, "ce_id") == good.id.encode()
+    assert header(letter.headers, "ce_id") == bad.id.encode()
     until(lambda: stack["billing"].get("/accounts/alice")["balance_minor"] == 4300, timeout=30, what="the good one")
 
 

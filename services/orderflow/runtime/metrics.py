@@ -29,7 +29,7 @@ class Metrics:
         ).labels(**labels)
         self.produced = Counter(
             "orderflow_events_produced_total",
-            "Events relayed from the outbox to Kafka and acknowledged, by topic.",
+            "Events relayed from the outbox to the broker and acknowledged, by channel (topic).",
             ["service", "topic"],
             registry=self.registry,
         )
@@ -67,7 +67,7 @@ class Metrics:
         ).labels(**labels)
         self.outbox_backlog = Gauge(
             "orderflow_outbox_backlog",
-            "Events committed to the outbox and not yet acknowledged by Kafka.",
+            "Events committed to the outbox and not yet acknowledged by the broker.",
             ["service"],
             registry=self.registry,
         ).labels(**labels)
