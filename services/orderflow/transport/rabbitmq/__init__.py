@@ -22,7 +22,9 @@ Guarantees, side by side with Kafka's:
   broker's ``x-death`` and ``x-first-death-reason: delivery_limit`` headers instead of ``orderflow.dlq.*``).
 * publishing — publisher confirms, mandatory, persistent; per-record results (``publisher``).
 * a group only receives what is published after its queues exist: they are declared by its first
-  ``subscribe`` and are durable from then on (a service that is down loses nothing; one never started does).
+  ``subscribe``, and by every ``ensure_channels`` of a producer for the groups the event catalog says consume
+  those channels (default group names), and are durable from then on: a service that is down loses nothing, and
+  neither does one never started yet (unless its group was renamed with ``ORDERFLOW_CONSUMER_GROUP``).
 * backlog — ready + unacknowledged of the group's queues, from the management API (``backlog``).
 * a broker restart: ``fetch``/``publish`` raise ``BrokerUnavailable`` and call ``on_all_brokers_down`` while it
   is away and reconnect by themselves when it is back (queues are durable, messages persistent).
