@@ -64,8 +64,7 @@ def make_transport(nats_url: str, unique_prefix: str) -> Iterator[MakeTransport]
 
 
 def _record(event: Event, prefix: str) -> Record:
-    r = codec.encode(event, prefix=prefix)
-    return Record(channel=r.topic, key=r.key, value=r.value, headers=r.headers)
+    return codec.encode(event, prefix=prefix)  # already the seam's Record
 
 
 def _raw(channel: str, key: str, seq: int) -> Record:

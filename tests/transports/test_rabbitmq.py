@@ -74,8 +74,7 @@ def subscribe(transport: rmq.RabbitMQTransport) -> Iterator[Callable[..., Rabbit
 
 
 def _record(event: Event, prefix: str) -> Record:
-    r = codec.encode(event, prefix=prefix)
-    return Record(channel=r.topic, key=r.key, value=r.value, headers=r.headers)
+    return codec.encode(event, prefix=prefix)  # already the seam's Record
 
 
 def _orders(prefix: str) -> str:
