@@ -154,15 +154,18 @@ class Service:
         signal.signal(signal.SIGINT, lambda *_: self.stopping.set())
         self.start()
         while not self.stopping.wait(1.0):
-            if not all(t.is_alive() for t in self._threads):
-                log.error("a service thread died; shutting down")
+            dead = [t.name for t in self._threads if not t.is_alive()]
+            if dead:
+                log.error("a service thread died (%s); shutting down", ", ".join(dead))
                 break
         self.stop()
 
     def _spawn(self, name: str, target: Callable[[], None]) -> None:
         thread = threading.Thread(target=self._guard(name, target), name=name, daemon=True)
-        self._threads.append(thread)
+        # Started before it is listed: the watchdog (``run_forever``) and ``/healthz`` take a listed thread that is
+        # not alive for a dead one, and a thread is not alive until ``start`` has run.
         thread.start()
+        self._threads.append(thread)
 
     def _guard(self, name: str, target: Callable[[], None]) -> Callable[[], None]:
         def run() -> None:
