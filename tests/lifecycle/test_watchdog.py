@@ -36,8 +36,12 @@ def test_a_thread_being_started_is_not_reported_dead(tmp_path: Path, monkeypatch
 
     monkeypatch.setattr(threading.Thread, "start", start_watched)
     release = threading.Event()
+
+    def parked() -> None:
+        release.wait(30)
+
     try:
-        service._spawn("probe", lambda: None if release.wait(30) else None)
+        service._spawn("probe", parked)
         assert seen == [(200, {"status": "ok"})]
         assert service._healthz(None) == (200, {"status": "ok"})  # type: ignore[arg-type]
     finally:
