@@ -133,6 +133,10 @@ def encode(status: int, body: Any) -> Reply:
 class _Handler(BaseHTTPRequestHandler):
     server: _Server
     protocol_version = "HTTP/1.1"
+    # Headers and body leave in one send (BaseHTTPRequestHandler flushes after each request), with Nagle off: as
+    # two small sends on a kept-alive connection the second waited for the client's delayed ACK.
+    wbufsize = 64 * 1024
+    disable_nagle_algorithm = True
 
     def _serve(self) -> None:
         try:
@@ -169,6 +173,9 @@ class _Handler(BaseHTTPRequestHandler):
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
+    # socketserver listens with a backlog of 5: a burst of clients connecting while the accept loop was busy had
+    # their handshakes dropped or reset. The kernel caps this at net.core.somaxconn.
+    request_queue_size = 1024
 
     def __init__(self, address: tuple[str, int], router: Router) -> None:
         self.router = router
@@ -196,7 +203,8 @@ class HttpServer:
         self._thread.start()
 
     def stop(self) -> None:
-        self._server.shutdown()
+        if self._thread.is_alive():  # shutdown() waits for serve_forever, forever if it never started
+            self._server.shutdown()
         self._server.server_close()
 
 
