@@ -55,6 +55,21 @@ def test_every_client_reconnects_within_a_second_unless_told_otherwise() -> None
     assert custom.kafka_config()["reconnect.backoff.max.ms"] == "5000"
 
 
+def test_every_client_sends_small_requests_at_once_unless_told_otherwise() -> None:
+    assert config.load("order", BASE).kafka_config()["socket.nagle.disable"] is True
+    custom = config.load("order", {**BASE, "ORDERFLOW_KAFKA_SOCKET_NAGLE_DISABLE": "false"})
+    assert custom.kafka_config()["socket.nagle.disable"] == "false"
+
+
+def test_the_relay_sends_a_committed_batch_at_once_and_always_idempotently() -> None:
+    relay = kafka.producer_config(config.load("order", BASE))
+    assert relay["linger.ms"] == 0 and relay["enable.idempotence"] is True and relay["acks"] == "all"
+    custom = kafka.producer_config(
+        config.load("order", {**BASE, "ORDERFLOW_KAFKA_LINGER_MS": "5", "ORDERFLOW_KAFKA_ACKS": "1"})
+    )
+    assert custom["linger.ms"] == "5" and custom["acks"] == "all"
+
+
 def test_the_data_dir_follows_xdg_state_home_from_the_environment_it_is_given(tmp_path: Path) -> None:
     with_xdg = config.load("order", {**BASE, "XDG_STATE_HOME": str(tmp_path)})
     assert with_xdg.database_url == f"sqlite:///{tmp_path}/orderflow/data/order.db"

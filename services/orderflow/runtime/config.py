@@ -28,8 +28,10 @@ DEFAULT_PORTS: Final = {"order": 8081, "inventory": 8082, "billing": 8083, "ship
 
 # Variables with a meaning of their own; every other ORDERFLOW_KAFKA_* is passed through to librdkafka.
 _KAFKA_RESERVED: Final = frozenset({"ORDERFLOW_KAFKA_BOOTSTRAP", "ORDERFLOW_KAFKA_LOG_LEVEL"})
-# Applied under every client's settings: after a broker restart, reconnect within a second, not librdkafka's 10 s.
-_KAFKA_DEFAULTS: Final[dict[str, KafkaValue]] = {"reconnect.backoff.max.ms": 1000}
+# Applied under every client's settings: after a broker restart, reconnect within a second, not librdkafka's 10 s;
+# Nagle off, since every hop of the saga is a small request waiting on its answer (a produce, a fetch, a commit),
+# and with Nagle a request sent behind an unacknowledged one waits for the broker's delayed ACK.
+_KAFKA_DEFAULTS: Final[dict[str, KafkaValue]] = {"reconnect.backoff.max.ms": 1000, "socket.nagle.disable": True}
 _LOG_LEVELS: Final = ("DEBUG", "INFO", "WARNING", "ERROR")
 # What ORDERFLOW_TRANSPORT may name, and the variable each takes its broker's address from.
 TRANSPORTS: Final = {
