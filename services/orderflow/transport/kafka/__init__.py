@@ -3,9 +3,9 @@
 * A channel is a topic with ``ORDERFLOW_TOPIC_PARTITIONS`` partitions; the key (the order id) picks the partition,
   so the events of one order keep their order whatever the number of replicas (a partition has one consumer in a
   group at a time).
-* A group is a Kafka consumer group; ``settle`` commits the next offsets asynchronously (a lost commit is a
-  redelivery the inbox absorbs), ``close`` commits synchronously. With a replica identity the member is static
-  (``group.instance.id``, see ``orderflow.runtime.identity``).
+* A group is a Kafka consumer group; ``settle`` commits the next offsets asynchronously, at most every
+  ``COMMIT_INTERVAL_S`` (a lost or late commit is a redelivery the inbox absorbs), ``close`` commits synchronously.
+  With a replica identity the member is static (``group.instance.id``, see ``orderflow.runtime.identity``).
 * Publishing is idempotent with ``acks=all``; ``publish`` returns once every record has its delivery report.
 * Every librdkafka setting passes through as ``ORDERFLOW_KAFKA_<NAME>`` (``Settings.kafka_config``); the clients' own
   logs and errors go through the service's JSON log (:mod:`.clientlog`).
@@ -16,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import threading
+import time
 from collections.abc import Callable, Sequence
 from typing import Any, Final, cast
 
@@ -34,6 +35,10 @@ PROBE_TIMEOUT_S: Final = 3.0
 # How long the group waits for a member that stopped heartbeating (a crash), with either membership.
 SESSION_TIMEOUT_MS: Final = 10_000
 HEARTBEAT_INTERVAL_MS: Final = 1_000
+# How often settled offsets go to the broker, at most. One commit per batch cost the broker more than the events
+# themselves when orders trickle in (each batch one event, three per order per service); a crash redelivers at most
+# this much more, which the inbox absorbs, and the lag a scaler reads is at most this much (plus a fetch) staler.
+COMMIT_INTERVAL_S: Final = 0.2
 
 
 def consumer_config(settings: Settings, *, client_id: str) -> KafkaConfig:
@@ -86,6 +91,9 @@ class KafkaSubscription:
         self._assigned: set[tuple[str, int]] = set()
         # The last offset settled per partition, committed once more, synchronously, on close.
         self._settled: dict[tuple[str, int], int] = {}
+        # Settled but not yet committed (``COMMIT_INTERVAL_S``), and when the last commit went out.
+        self._pending: dict[tuple[str, int], int] = {}
+        self._committed_at = 0.0
         self._closed = False
 
     def on_assign(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
@@ -98,8 +106,14 @@ class KafkaSubscription:
     def on_revoke(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
         revoked = {(tp.topic, tp.partition) for tp in partitions}
         self._assigned -= revoked
+        # What was settled goes with them, so that their next owner does not re-apply it; asynchronously, since the
+        # broker may be the reason for the rebalance, and the commit reaches the coordinator before this member's
+        # rejoin does. Then forget them: another member owns them, and an older offset must never go over theirs.
+        handed = {where: self._pending.pop(where) for where in revoked if where in self._pending}
+        if handed:
+            self._commit(handed, asynchronous=True)
         for where in revoked:
-            self._settled.pop(where, None)  # another member owns it now: never commit an older offset over theirs
+            self._settled.pop(where, None)
         log.info("revoked %d partition(s)", len(partitions))
         self.on_assigned(len(self._assigned))
 
@@ -111,8 +125,10 @@ class KafkaSubscription:
 
         ``consume(n, timeout)`` alone would wait the whole timeout for ``n`` messages whenever fewer are queued,
         adding that timeout to every hop of the saga at low load. Taking what is there keeps latency low when idle
-        and batches full under load, when librdkafka's prefetch queue is never empty.
+        and batches full under load, when librdkafka's prefetch queue is never empty. Offsets settled since the last
+        commit go out here once ``COMMIT_INTERVAL_S`` has passed, so the last ones of a quiet spell are not held.
         """
+        self._commit_due()
         messages = self.consumer.consume(num_messages=max_messages, timeout=0)
         if not messages:
             messages = self.consumer.consume(num_messages=1, timeout=timeout)
@@ -130,15 +146,24 @@ class KafkaSubscription:
         return out
 
     def settle(self, messages: Sequence[Received]) -> None:
-        """Commit the offsets after ``messages``, asynchronously: the state is already durable, so the consumer
-        need not wait a broker round trip per batch."""
+        """Commit the offsets after ``messages`` asynchronously, with those of the batches before it, once
+        ``COMMIT_INTERVAL_S`` has passed since the last commit: the state is already durable, so the consumer
+        need not wait a broker round trip per batch, nor send one per batch."""
         offsets: dict[tuple[str, int], int] = {}
         for r in messages:
             where = (r.channel, r.partition)
             offsets[where] = max(offsets.get(where, -1), r.offset)
         if offsets:
             self._settled.update(offsets)
-            self._commit(offsets, asynchronous=True)
+            self._pending.update(offsets)
+            self._commit_due()
+
+    def _commit_due(self) -> None:
+        now = time.monotonic()
+        if self._pending and now - self._committed_at >= COMMIT_INTERVAL_S:
+            pending, self._pending = self._pending, {}
+            self._committed_at = now
+            self._commit(pending, asynchronous=True)
 
     def _commit(self, offsets: dict[tuple[str, int], int], *, asynchronous: bool) -> None:
         positions = [TopicPartition(t, p, o + 1) for (t, p), o in offsets.items()]
