@@ -1,7 +1,7 @@
 """The inbox: which events this service has already applied, recorded in the same transaction as their effect.
 
 A redelivered event (consumer restart, rebalance, a producer's retry, a replay) is found here and changes nothing.
-One SELECT and one multi-row INSERT per batch, whatever its size.
+One SELECT (a primary-key search) and one multi-row INSERT per batch, whatever its size and the inbox's.
 """
 
 from __future__ import annotations
@@ -38,10 +38,16 @@ def record_new(conn: Connection, inbox: sa.Table, events: Sequence[Event]) -> li
         first.setdefault((ev.source, ev.id), ev)
     if not first:
         return []
+    # Both key columns constrained, so the lookup is a search of the primary key (a few per batch), not a scan of
+    # the whole inbox: ``event_id`` alone is its second column, which neither SQLite nor PostgreSQL can search by,
+    # and a scan grows with every event ever applied. The rows may pair a source with another source's id; only
+    # exact pairs count below.
     seen = {
         (row.source, row.event_id)
         for row in conn.execute(
-            sa.select(inbox.c.source, inbox.c.event_id).where(inbox.c.event_id.in_({k[1] for k in first}))
+            sa.select(inbox.c.source, inbox.c.event_id).where(
+                inbox.c.source.in_({k[0] for k in first}), inbox.c.event_id.in_({k[1] for k in first})
+            )
         )
     }
     new = [ev for key, ev in first.items() if key not in seen]
