@@ -74,6 +74,15 @@ def _committed(bootstrap: str, group: str, topic: str) -> dict[int, int]:
     return {tp.partition: tp.offset for tp in positions}
 
 
+def _join(link: kafka_transport.KafkaTransport, topic: str, group: str) -> Subscription:
+    return link.subscribe([topic], group=group, on_assigned=lambda _count: None)
+
+
+def _fetch(*members: Subscription) -> list[Received]:
+    """One short fetch from each member: all must poll for their group to rebalance."""
+    return [m for member in members for m in member.fetch(10, 0.1)]
+
+
 def _take(subscription: Subscription, count: int) -> list[Received]:
     """Fetch ``count`` messages, settling each alone: one batch per message, as when orders trickle in."""
     taken: list[Received] = []
@@ -102,7 +111,7 @@ def test_batches_settled_one_by_one_are_committed_together_and_the_last_ones_in_
     monkeypatch.setattr(kafka_transport, "COMMIT_INTERVAL_S", 3.0)
     group, topic = f"{unique_prefix}-quiet", _topic(unique_prefix)
     _publish(link, unique_prefix, 20)
-    subscription = link.subscribe([topic], group=group, on_assigned=lambda _count: None)
+    subscription = _join(link, topic, group)
     assert isinstance(subscription, kafka_transport.KafkaSubscription)
     counting = CountingConsumer(subscription.consumer)
     subscription.consumer = counting  # type: ignore[assignment]
@@ -122,32 +131,31 @@ def test_batches_settled_one_by_one_are_committed_together_and_the_last_ones_in_
 
 
 def test_a_rebalance_hands_the_partitions_over_with_what_was_settled_so_nothing_is_delivered_twice(
-    link: kafka_transport.KafkaTransport, kafka_bootstrap: str, unique_prefix: str, monkeypatch: pytest.MonkeyPatch
+    link: kafka_transport.KafkaTransport, unique_prefix: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # Only the first settle commits by the clock; the rest can reach the broker only through the handover.
     monkeypatch.setattr(kafka_transport, "COMMIT_INTERVAL_S", 600.0)
     group, topic = f"{unique_prefix}-handover", _topic(unique_prefix)
     _publish(link, unique_prefix, 12)
-    first = link.subscribe([topic], group=group, on_assigned=lambda _count: None)
-    settled = _take(first, 12)
-    assert {m.partition for m in settled} == set(range(PARTITIONS)), "the orders should span both partitions"
-
-    second = link.subscribe([topic], group=group, on_assigned=lambda _count: None)
+    first = _join(link, topic, group)
+    second: Subscription | None = None
     late: list[Received] = []
     try:
+        settled = _take(first, 12)
+        assert {m.partition for m in settled} == set(range(PARTITIONS)), "the orders should span both partitions"
+        second = _join(link, topic, group)
+        joined = second
 
         def rebalanced() -> bool:
-            late.extend(first.fetch(10, 0.1))  # both must poll for the group to rebalance
-            late.extend(second.fetch(10, 0.1))
-            return first.assigned() == second.assigned() == 1
+            late.extend(_fetch(first, joined))
+            return first.assigned() == joined.assigned() == 1
 
         until(rebalanced, timeout=60, what="the group to split the partitions between two members", interval=0)
         _publish(link, unique_prefix, 6)  # after the handover: the only messages either member may see now
         fresh: list[Received] = []
 
         def drained() -> bool:
-            fresh.extend(first.fetch(10, 0.1))
-            fresh.extend(second.fetch(10, 0.1))
+            fresh.extend(_fetch(first, joined))
             return len(late) + len(fresh) >= 6
 
         until(drained, timeout=30, what="the 6 new messages fetched", interval=0)
@@ -156,4 +164,5 @@ def test_a_rebalance_hands_the_partitions_over_with_what_was_settled_so_nothing_
         assert len(late) + len(fresh) == 6
     finally:
         first.close()
-        second.close()
+        if second is not None:
+            second.close()
