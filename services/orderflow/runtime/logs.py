@@ -8,6 +8,9 @@ from __future__ import annotations
 import json
 import logging
 import sys
+import threading
+import time
+from collections.abc import Callable, Hashable
 from typing import Final
 
 _FIELDS: Final = (
@@ -24,6 +27,38 @@ _FIELDS: Final = (
     "client",
     "suppressed",
 )
+
+
+class Throttle:
+    """One line per key per ``window`` seconds; the rest are counted, and the next line let through says how many.
+
+    A flood of one message (a client retrying a broker, a burst of events for orders this service never saw) then
+    costs a counter each, not a formatted line each, and the log stays readable.
+    """
+
+    def __init__(self, window: float, *, clock: Callable[[], float] = time.monotonic, memory: int = 1000) -> None:
+        self.window = window
+        self.clock = clock
+        self.memory = memory
+        self._lock = threading.Lock()
+        # key -> (when it was last let through, how many were held back since)
+        self._seen: dict[Hashable, tuple[float, int]] = {}
+
+    def admit(self, key: Hashable) -> tuple[int, str] | None:
+        """None to hold this line back; else how many were held back since the last one, and the suffix the line
+        carries: "" or " (N more like it in the last Ts)"."""
+        now = self.clock()
+        with self._lock:
+            last, held = self._seen.get(key, (None, 0))
+            if last is not None and now - last < self.window:
+                self._seen[key] = (last, held + 1)
+                return None
+            self._seen[key] = (now, 0)
+            if len(self._seen) > self.memory:  # a bounded memory of recent keys, whatever the callers send
+                self._seen = {k: v for k, v in self._seen.items() if now - v[0] < self.window}
+        if held and last is not None:
+            return held, f" ({held} more like it in the last {now - last:.0f}s)"
+        return 0, ""
 
 
 class JsonFormatter(logging.Formatter):

@@ -13,12 +13,13 @@ from __future__ import annotations
 
 import logging
 import re
-import threading
 import time
 from collections.abc import Callable
 from typing import Any, Final
 
 from confluent_kafka import KafkaError
+
+from orderflow.runtime.logs import Throttle
 
 log = logging.getLogger("orderflow.kafka")
 
@@ -43,9 +44,7 @@ class KafkaLog:
         self.window = window
         self.on_all_brokers_down = on_all_brokers_down
         self.clock = clock
-        self._lock = threading.Lock()
-        # key -> (when it was last let through, how many were held back since)
-        self._seen: dict[tuple[str, str], tuple[float, int]] = {}
+        self._throttle = Throttle(window, clock=clock)
 
     def config(self) -> dict[str, Any]:
         """The settings that route a client's logs and errors here (merge into its librdkafka settings)."""
@@ -68,17 +67,10 @@ class KafkaLog:
     def emit(self, level: int, facility: str, client: str, message: str) -> None:
         if not log.isEnabledFor(level):
             return
-        key = (facility, _NUMBERS.sub("N", message))
-        now = self.clock()
-        with self._lock:
-            last, held = self._seen.get(key, (None, 0))
-            if last is not None and now - last < self.window:
-                self._seen[key] = (last, held + 1)
-                return
-            self._seen[key] = (now, 0)
-            if len(self._seen) > 1000:  # a bounded memory of recent messages, whatever librdkafka says
-                self._seen = {k: v for k, v in self._seen.items() if now - v[0] < self.window}
-        suffix = f" ({held} more like it in the last {now - last:.0f}s)" if held and last is not None else ""
+        admitted = self._throttle.admit((facility, _NUMBERS.sub("N", message)))
+        if admitted is None:
+            return
+        held, suffix = admitted
         log.log(
             level,
             "%s%s",
