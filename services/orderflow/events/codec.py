@@ -14,9 +14,12 @@ from typing import Any, Final
 
 import fastjsonschema
 import orjson
+from cloudevents.core.base import BaseCloudEvent
 from cloudevents.core.bindings import kafka as ce_kafka
+from cloudevents.core.bindings.common import get_event_factory_for_version
 from cloudevents.core.exceptions import BaseCloudEventException
 from cloudevents.core.formats.json import JSONFormat
+from cloudevents.core.spec import SPECVERSION_V1_0
 from cloudevents.core.v1.event import CloudEvent
 
 from orderflow.errors import Poison, SchemaViolation
@@ -119,6 +122,32 @@ def ignorable(headers: list[tuple[str, bytes | None]] | None, handled: Collectio
     return False
 
 
+def _from_binary(headers: dict[str, bytes], key: bytes | None, value: bytes | None) -> BaseCloudEvent:
+    """The SDK's binary-mode binding (``from_binary``: headers to attributes, data through ``_FORMAT``, the event
+    built and validated by the factory for its specversion), with the ``time`` header parsed by the standard library.
+
+    The SDK parses it with dateutil's ``isoparse``, a fifth of a consumed event's decoding in a saga burst;
+    ``datetime.fromisoformat`` reads every time a CloudEvents producer writes (``...T10:00:00.123456+00:00``,
+    ``...Z``) several times faster. A time it refuses is left to the SDK, so what the SDK accepts is accepted and
+    what it rejects fails as before.
+    """
+    message = ce_kafka.KafkaMessage(headers=headers, key=key, value=value or b"")
+    time_header = next((name for name in headers if name.lower() == "ce_time"), None)
+    if time_header is None:
+        return ce_kafka.from_binary(message, _FORMAT)
+    try:
+        time = datetime.fromisoformat(headers[time_header].decode("utf-8"))
+    except ValueError:
+        return ce_kafka.from_binary(message, _FORMAT)
+
+    def factory(attributes: dict[str, Any], data: Any) -> BaseCloudEvent:
+        make = get_event_factory_for_version(attributes.get("specversion", SPECVERSION_V1_0))
+        return make({**attributes, "time": time}, data)
+
+    rest = {name: v for name, v in headers.items() if name != time_header}
+    return ce_kafka.from_binary(ce_kafka.KafkaMessage(headers=rest, key=key, value=value or b""), _FORMAT, factory)
+
+
 def decode(*, key: bytes | None, value: bytes | None, headers: list[tuple[str, bytes | None]] | None) -> Event:
     """Parse a consumed Kafka message into an ``Event`` or raise ``Poison`` saying why it cannot be one."""
     header_map = {name: v for name, v in (headers or ()) if v is not None}
@@ -128,8 +157,12 @@ def decode(*, key: bytes | None, value: bytes | None, headers: list[tuple[str, b
         if missing:
             raise Poison("missing_attribute", f"binary-mode message lacks header(s) {', '.join(missing)}")
     try:
-        message = ce_kafka.KafkaMessage(headers=header_map, key=key, value=value or b"")
-        cloud_event = ce_kafka.from_kafka(message, _FORMAT)
+        if binary:
+            cloud_event = _from_binary(header_map, key, value)
+        else:
+            cloud_event = ce_kafka.from_kafka(
+                ce_kafka.KafkaMessage(headers=header_map, key=key, value=value or b""), _FORMAT
+            )
     except BaseCloudEventException as e:
         raise Poison("missing_attribute", str(e)) from e
     except (ValueError, TypeError, UnicodeDecodeError, KeyError, AttributeError) as e:
