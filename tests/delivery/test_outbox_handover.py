@@ -174,3 +174,58 @@ def test_rows_handed_to_a_replica_without_the_lease_are_published_by_the_holder(
     assert runtime.relay.relay_once() == 0 and holder.relay_once(scan=True) == 0
     reads = _published(kafka_bootstrap, unique_prefix, 3)
     assert [r.event().data["reason"] for r in reads] == REASONS
+
+
+def _rows(rt: Runtime) -> int:
+    """Rows in the outbox table, published or not."""
+    with rt.store.read() as conn:
+        return len(conn.execute(rt.tables["outbox"].select()).all())
+
+
+def test_acknowledged_rows_are_deleted_together_later_and_no_scan_publishes_them_again(
+    runtime: Runtime, kafka_bootstrap: str, unique_prefix: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    relay = runtime.relay
+    with runtime.transaction() as tx:
+        _emit(tx, new_order_id(), 3)
+    assert relay.relay_once() == 3
+    assert _rows(runtime) == 3, "deleted at once: the delete was meant to wait for DELETE_DELAY_S"
+    assert relay.backlog() == 0, "acknowledged rows are not backlog"
+    assert relay.relay_once(scan=True) == 0, "a scan published acknowledged rows again"
+    with runtime.transaction() as tx:
+        _emit(tx, new_order_id(), 2)
+    assert relay.relay_once(scan=True) == 2  # only the new ones
+    assert _rows(runtime) == 5
+    monkeypatch.setattr(outbox, "DELETE_DELAY_S", 0.0)  # the delay has passed
+    assert relay.relay_once() == 0
+    assert _rows(runtime) == 0
+    reads = _published(kafka_bootstrap, unique_prefix, 5)
+    assert len({r.headers["ce_id"] for r in reads}) == 5
+
+
+def test_rows_acknowledged_but_not_yet_deleted_are_published_again_after_a_crash(
+    runtime: Runtime, kafka_bootstrap: str, unique_prefix: str
+) -> None:
+    """At least once, as for a crash between publish and delete: the restarted relay finds them in the table."""
+    with runtime.transaction() as tx:
+        _emit(tx, new_order_id(), 2)
+    assert runtime.relay.relay_once() == 2
+    restarted = outbox.Relay(
+        store=runtime.store,
+        outbox=runtime.tables["outbox"],
+        lease=runtime.tables["outbox_lease"],
+        publisher=runtime.publisher,
+        metrics=runtime.metrics,
+        holder=runtime.relay.holder,  # the same replica, restarted: it takes its own lease back
+    )
+    assert restarted.relay_once(scan=True) == 2
+    reads = _published(kafka_bootstrap, unique_prefix, 4)
+    assert sorted(Counter(r.headers["ce_id"] for r in reads).values()) == [2, 2]
+
+
+def test_drain_deletes_what_it_published(runtime: Runtime, kafka_bootstrap: str, unique_prefix: str) -> None:
+    with runtime.transaction() as tx:
+        _emit(tx, new_order_id(), 3)
+    runtime.relay.drain(10)
+    assert _rows(runtime) == 0
+    _published(kafka_bootstrap, unique_prefix, 3)

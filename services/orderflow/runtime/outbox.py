@@ -12,7 +12,8 @@ publishes them from memory and deletes them once acknowledged, without reading t
 (``scan``) remains the safety net: at start (rows a crash left), after a failed publish, for rows other replicas
 committed (PostgreSQL), and every ``poll_interval``. The handover happens under a lock that the scan also holds
 while it reads, so a row is either handed over or found by a scan, never both: no double publication in the
-normal path.
+normal path. Acknowledged rows are deleted together, a little later (``DELETE_DELAY_S``); until then scans skip
+them.
 """
 
 from __future__ import annotations
@@ -49,6 +50,11 @@ _LEASE_NAME: Final = "outbox-relay"
 _EXPIRED: Final = datetime(2000, 1, 1, tzinfo=UTC)
 # After a scan found rows nobody handed over (another replica's, a crash's), scan on every cycle for this long.
 SCAN_EVERY_CYCLE_S: Final = 5.0
+# Acknowledged rows are deleted together, at most this long after the first of them (or once a batch has gathered):
+# a delete per published batch was a second fsync'd transaction per saga hop, contending with the next hop's
+# commit. Until then the relay remembers them and no scan publishes them again; a crash in between republishes
+# them, which the consumers' inboxes absorb, as for a crash between publish and delete.
+DELETE_DELAY_S: Final = 0.2
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,6 +147,10 @@ class Relay:
         self._handed: list[Row] = []
         self._next_scan = 0.0  # monotonic time of the next scan; 0: at the next cycle
         self._scan_every_cycle_until = 0.0
+        # Acknowledged, not yet deleted (``DELETE_DELAY_S``), and when the first of them was acknowledged. Only the
+        # relay's own thread (``relay_once``, ``drain``) touches them.
+        self._acked: set[int] = set()
+        self._acked_at = 0.0
 
     def wake(self) -> None:
         self._wake.set()
@@ -205,11 +215,12 @@ class Relay:
 
     def relay_once(self, *, scan: bool = False) -> int:
         """Publish what was handed over, and what a scan of the table finds when one is due (or ``scan``);
-        return how many rows were acknowledged and deleted."""
+        return how many rows were acknowledged (their deletion follows, ``delete_acknowledged``)."""
         self.last_cycle = now = time.monotonic()
         if not self._hold_lease():
             with self._handover_lock:
                 self._handed = []  # they are in the table: the lease holder's scan publishes them
+            self.delete_acknowledged(force=True)  # or it would publish ours again
             return 0
         scan = scan or now >= self._next_scan or now < self._scan_every_cycle_until
         found: list[Row] = []
@@ -219,7 +230,7 @@ class Relay:
             # snapshot) runs under the lock, when no row is committed without being handed over.
             with self.store.read() as conn, self._handover_lock:
                 handed, self._handed = self._handed, []
-                found = self._scan(conn, {r.seq for r in handed})
+                found = self._scan(conn, {r.seq for r in handed} | self._acked)
         else:
             with self._handover_lock:
                 handed, self._handed = self._handed, []
@@ -230,12 +241,14 @@ class Relay:
             self.metrics.outbox_backlog.set(len(found) if len(found) < self.batch_size else self.backlog())
         rows = sorted([*found, *handed], key=lambda r: r.seq) if found else handed
         if not rows:
+            self.delete_acknowledged()
             return 0
         try:
             delivered, errors = self._publish(rows)
             faults.reach("relay.after_publish")
             if delivered:
-                self._forget(rows, delivered)
+                self._acknowledged(rows, delivered)
+                self.delete_acknowledged()
         except BaseException:
             self._next_scan = 0.0  # what was not deleted is still in the table: the next cycle reads it
             raise
@@ -247,18 +260,19 @@ class Relay:
             self._next_scan = 0.0  # a backlog: keep reading it
         return len(delivered)
 
-    def _scan(self, conn: Connection, handed: set[int]) -> list[Row]:
-        """Rows in the table that nobody handed over (the oldest ``batch_size``), skipping ``handed``."""
+    def _scan(self, conn: Connection, skip: set[int]) -> list[Row]:
+        """Rows in the table to publish (the oldest ``batch_size``), skipping ``skip``: those handed over, and those
+        acknowledged but not yet deleted."""
         o = self.outbox
         found = conn.execute(
             sa.select(o.c.seq, o.c.topic, o.c.msg_key, o.c.value, o.c.headers)
             .order_by(o.c.seq)
-            .limit(self.batch_size + len(handed))
+            .limit(self.batch_size + len(skip))
         ).all()
         return [
             Row(r.seq, r.topic, r.msg_key, r.value, [(str(k), str(v).encode()) for k, v in orjson.loads(r.headers)])
             for r in found
-            if r.seq not in handed
+            if r.seq not in skip
         ][: self.batch_size]
 
     def _publish(self, rows: Sequence[Row]) -> tuple[list[int], dict[int, str]]:
@@ -272,11 +286,11 @@ class Relay:
                 end(refused.get(i, None if i in done else "not acknowledged"))
         return [rows[i].seq for i in acked], {rows[i].seq: error for i, error in refused.items()}
 
-    def _forget(self, rows: Sequence[Row], delivered: list[int]) -> None:
-        """Delete the acknowledged rows and count them as produced, by topic."""
-        with self.store.write() as conn:
-            for chunk in _chunks(delivered, 500):
-                conn.execute(self.outbox.delete().where(self.outbox.c.seq.in_(chunk)))
+    def _acknowledged(self, rows: Sequence[Row], delivered: list[int]) -> None:
+        """Remember the acknowledged rows for deletion and count them as produced, by topic."""
+        if not self._acked:
+            self._acked_at = time.monotonic()
+        self._acked.update(delivered)
         by_topic: dict[str, int] = {}
         done = set(delivered)
         for row in rows:
@@ -285,16 +299,39 @@ class Relay:
         for topic, n in by_topic.items():
             self.metrics.count_produced(topic, n)
 
+    def delete_acknowledged(self, *, force: bool = False) -> int:
+        """Delete the acknowledged rows once ``DELETE_DELAY_S`` has passed since the first (or a batch of them has
+        gathered, or ``force``); return how many were deleted. A failure keeps them for the next attempt."""
+        acked = self._acked
+        if not acked:
+            return 0
+        if not force and len(acked) < self.batch_size and time.monotonic() - self._acked_at < DELETE_DELAY_S:
+            return 0
+        seqs = sorted(acked)
+        with self.store.write() as conn:
+            for chunk in _chunks(seqs, 500):
+                conn.execute(self.outbox.delete().where(self.outbox.c.seq.in_(chunk)))
+        self._acked = set()
+        return len(seqs)
+
+    def _wait_s(self) -> float:
+        """How long the loop may wait for a wake-up: the poll interval, or less when acknowledged rows are due."""
+        if not self._acked:
+            return self.poll_interval
+        return max(0.0, min(self.poll_interval, self._acked_at + DELETE_DELAY_S - time.monotonic()))
+
     def backlog(self) -> int:
+        """Rows committed and not yet acknowledged by the broker."""
         with self.store.read() as conn:
-            return int(conn.execute(sa.select(sa.func.count()).select_from(self.outbox)).scalar_one())
+            rows = int(conn.execute(sa.select(sa.func.count()).select_from(self.outbox)).scalar_one())
+        return rows - len(self._acked)
 
     # -- the loop --------------------------------------------------------------------------------------------
 
     def run(self, stop: threading.Event) -> None:
         backoff = Backoff()
         while not stop.is_set():
-            self._wake.wait(self.poll_interval)
+            self._wake.wait(self._wait_s())
             self._wake.clear()
             try:
                 while self.relay_once() >= self.batch_size and not stop.is_set():
@@ -312,13 +349,13 @@ class Relay:
     def drain(self, deadline_s: float) -> None:
         """On shutdown: publish what is committed, within ``deadline_s``; what remains waits for the next start."""
         end = time.monotonic() + deadline_s
-        while time.monotonic() < end:
-            try:
+        try:
+            while time.monotonic() < end:
                 if self.relay_once(scan=True) == 0:
-                    return
-            except Retryable as e:
-                log.warning("outbox drain stopped: %s", e)
-                return
+                    break
+            self.delete_acknowledged(force=True)
+        except Retryable as e:
+            log.warning("outbox drain stopped: %s", e)
 
 
 def _chunks(items: Sequence[int], size: int) -> list[Sequence[int]]:
