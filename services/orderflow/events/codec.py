@@ -131,18 +131,21 @@ def _from_binary(headers: dict[str, bytes], key: bytes | None, value: bytes | No
     ``...Z``) several times faster. A time it refuses is left to the SDK, so what the SDK accepts is accepted and
     what it rejects fails as before.
     """
-    message = ce_kafka.KafkaMessage(headers=headers, key=key, value=value or b"")
-    time_header = next((name for name in headers if name.lower() == "ce_time"), None)
-    if time_header is None:
-        return ce_kafka.from_binary(message, _FORMAT)
-    try:
-        time = datetime.fromisoformat(headers[time_header].decode("utf-8"))
-    except ValueError:
-        return ce_kafka.from_binary(message, _FORMAT)
+    time_header = "ce_time" if "ce_time" in headers else next((n for n in headers if n.lower() == "ce_time"), None)
+    time: datetime | None = None
+    if time_header is not None:
+        try:
+            time = datetime.fromisoformat(headers[time_header].decode("utf-8"))
+        except ValueError:
+            time = None
+    if time is None:  # no time, or one for the SDK to judge
+        return ce_kafka.from_binary(ce_kafka.KafkaMessage(headers=headers, key=key, value=value or b""), _FORMAT)
+    parsed = time
 
     def factory(attributes: dict[str, Any], data: Any) -> BaseCloudEvent:
         make = get_event_factory_for_version(attributes.get("specversion", SPECVERSION_V1_0))
-        return make({**attributes, "time": time}, data)
+        attributes["time"] = parsed
+        return make(attributes, data)
 
     rest = {name: v for name, v in headers.items() if name != time_header}
     return ce_kafka.from_binary(ce_kafka.KafkaMessage(headers=rest, key=key, value=value or b""), _FORMAT, factory)
@@ -151,9 +154,10 @@ def _from_binary(headers: dict[str, bytes], key: bytes | None, value: bytes | No
 def decode(*, key: bytes | None, value: bytes | None, headers: list[tuple[str, bytes | None]] | None) -> Event:
     """Parse a consumed Kafka message into an ``Event`` or raise ``Poison`` saying why it cannot be one."""
     header_map = {name: v for name, v in (headers or ()) if v is not None}
-    binary = any(name.lower().startswith("ce_") for name in header_map)
+    names = {name.lower() for name in header_map}
+    binary = any(name.startswith("ce_") for name in names)
     if binary:
-        missing = [h for h in REQUIRED_HEADERS if h not in {n.lower() for n in header_map}]
+        missing = [h for h in REQUIRED_HEADERS if h not in names]
         if missing:
             raise Poison("missing_attribute", f"binary-mode message lacks header(s) {', '.join(missing)}")
     try:
