@@ -169,8 +169,8 @@ def _compile(statement: sa.Executable, dialect: Dialect, keys: tuple[str, ...]) 
         binds.append((name, key, None if key is not None else bind.value, processor))
     row: type | None = None
     result: tuple[Callable[[Any], Any] | None, ...] = ()
-    if isinstance(statement, sa.Select):
-        columns = compiled._result_columns
+    columns = compiled._result_columns  # a SELECT's, or what an INSERT/UPDATE ... RETURNING returns
+    if columns:
         row = namedtuple("Row", [c.keyname for c in columns])  # type: ignore[misc,no-redef]
         result = tuple(c.type._cached_result_processor(dialect, None) for c in columns)
     return _Compiled(compiled.string, tuple(binds), bool(dialect.positional), row, result)

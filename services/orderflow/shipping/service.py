@@ -46,11 +46,14 @@ CANCELLED: Final = "CANCELLED"
 # Statements are built once with bind parameters and run on the driver (``sql.Prepared``): building and executing
 # a SQLAlchemy expression per event cost more than the database's work (measured by `make bench-saga`).
 _B = sa.bindparam
-_ROW = sql.Prepared(sa.select(shipments).where(shipments.c.order_id == _B("p_order_id")))
-_INSERT = sql.Prepared(shipments.insert())
+# Remembering a fact returns the order's row as it now is (RETURNING), so deciding needs no SELECT of its own.
+_INSERT = sql.Prepared(shipments.insert().returning(*shipments.c))
 _REMEMBER = {
     column: sql.Prepared(
-        shipments.update().where(shipments.c.order_id == _B("p_order_id")).values({column: _B("p_value")})
+        shipments.update()
+        .where(shipments.c.order_id == _B("p_order_id"))
+        .values({column: _B("p_value")})
+        .returning(*shipments.c)
     )
     for column in ("deadline", "stock", "payment")
 }
@@ -61,13 +64,16 @@ _CONCLUDE = sql.Prepared(
 )
 
 
-def _remember(tx: Tx, order_id: OrderId, column: str, value: Any) -> None:
-    if not _REMEMBER[column].run(tx.conn, {"p_order_id": order_id, "p_value": value}).rowcount:
-        _INSERT.run(tx.conn, {"order_id": order_id, column: value})
+def _remember(tx: Tx, order_id: OrderId, column: str, value: Any) -> Any:
+    """Record one fact about the order; return its row with the fact in."""
+    row = _REMEMBER[column].run(tx.conn, {"p_order_id": order_id, "p_value": value}).first()
+    if row is None:
+        row = _INSERT.run(tx.conn, {"order_id": order_id, column: value}).one()
+    return row
 
 
-def _decide(tx: Tx, order_id: OrderId) -> None:
-    row = _ROW.run(tx.conn, {"p_order_id": order_id}).one()
+def _decide(tx: Tx, order_id: OrderId, row: Any) -> None:
+    """Conclude the order if ``row`` (its state in this transaction) says how it ends."""
     if row.outcome is not None:
         return
     if row.stock == "REJECTED":
@@ -111,16 +117,14 @@ def cancel(tx: Tx, order_id: OrderId, reason: str) -> None:
 
 
 def on_order_created(tx: Tx, event: Event) -> None:
-    _remember(tx, event.subject, "deadline", datetime.fromisoformat(event.data["deadline"]))
-    _decide(tx, event.subject)
+    _decide(tx, event.subject, _remember(tx, event.subject, "deadline", datetime.fromisoformat(event.data["deadline"])))
 
 
 def _fact(column: str, value: str) -> Any:
     def handle(tx: Tx, event: Event) -> None:
         if event.data.get("reason") == schemas.ORDER_CANCELLED:
             return  # an answer to a cancellation that was already decided: no news for the decision point
-        _remember(tx, event.subject, column, value)
-        _decide(tx, event.subject)
+        _decide(tx, event.subject, _remember(tx, event.subject, column, value))
 
     handle.__name__ = f"on_{column}_{value.lower()}"
     return handle
@@ -179,6 +183,7 @@ def expire(rt: Runtime) -> int:
 
 
 # -- HTTP ------------------------------------------------------------------------------------------------------
+
 
 def get_shipment(rt: Runtime, request: Request) -> Response:
     row = endpoints.order_row(rt.store, shipments.c.order_id, request, service="shipping")
