@@ -105,9 +105,14 @@ ALLOWED = {
     "orderflow.errors": (),
     "orderflow.events": ("orderflow.errors", "orderflow.transport"),
     "orderflow.runtime": ("orderflow.errors", "orderflow.events", "orderflow.transport"),
-    # The transports: the seam's types, the errors, the settings they are configured by, and the event catalog
-    # (channel names, who consumes what).
-    "orderflow.transport": ("orderflow.errors", "orderflow.runtime.config", "orderflow.events"),
+    # The transports: the seam's types, the errors, the settings they are configured by, the log's rate limit (a
+    # leaf module: the standard library only), and the event catalog (channel names, who consumes what).
+    "orderflow.transport": (
+        "orderflow.errors",
+        "orderflow.runtime.config",
+        "orderflow.runtime.logs",
+        "orderflow.events",
+    ),
     **{f"orderflow.{s}": ("orderflow.errors", "orderflow.events", "orderflow.runtime") for s in SERVICES},
     "orderflow_operator": ("orderflow.errors",),
     # The commands that read the flow: the event catalog, the runtime's config and DLQ format, and the operator's

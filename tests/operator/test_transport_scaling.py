@@ -139,8 +139,16 @@ def _scales_by_backlog(
             f"{kit.replicas(api, ns, deployment)}; {kit.stage_status(kit.get_flow(api, ns, 'flow'), 'inventory')}",
         )
         reaction = time.monotonic() - published_at
-        st = kit.stage_status(kit.get_flow(api, ns, "flow"), "inventory")
-        assert st is not None
+        # The operator scales the Deployment, then writes the flow's status: the status may trail the replicas by
+        # that one patch, so it is waited for (briefly), not read at once.
+        def inventory() -> dict[str, Any] | None:
+            return kit.stage_status(kit.get_flow(api, ns, "flow"), "inventory")
+
+        st = kit.wait_for(
+            lambda: (s := inventory()) is not None and "lastScaleReason" in s and s,
+            timeout=INTERVAL + SLACK,
+            message=lambda: f"no scale reason in the status: {inventory()}",
+        )
         assert (st["lag"], st["replicas"], st["lastScaleReason"]) == (MESSAGES, wanted, "LagAboveTarget")
         text = kit.wait_event(api, ns, "flow", "ScaledUp", etype="Normal", timeout=10).message or ""
         assert f"Deployment {deployment} 1 -> {wanted} replicas" in text and f"lag {MESSAGES}" in text
