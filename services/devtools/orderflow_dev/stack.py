@@ -38,6 +38,8 @@ class ServiceProcess:
         self._log: IO[bytes] | None = None
 
     def start(self, *, extra_env: Mapping[str, str] | None = None) -> None:
+        if self._log is not None and not self.alive():
+            self._reap()  # a run that ended by itself (a crash at a fault point): its log file is closed first
         self._log = open(self.log_path, "ab")  # noqa: SIM115 - closed in _reap
         self.process = subprocess.Popen(
             [sys.executable, "-m", "orderflow.cli", "run", self.name],
