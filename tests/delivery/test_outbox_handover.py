@@ -85,6 +85,18 @@ def _scanning(relay: outbox.Relay) -> tuple[threading.Event, threading.Thread]:
     return stop, thread
 
 
+def _relay_of(rt: Runtime, holder: str) -> outbox.Relay:
+    """Another relay on ``rt``'s outbox and broker, holding the lease as ``holder``."""
+    return outbox.Relay(
+        store=rt.store,
+        outbox=rt.tables["outbox"],
+        lease=rt.tables["outbox_lease"],
+        publisher=rt.publisher,
+        metrics=rt.metrics,
+        holder=holder,
+    )
+
+
 def _published(bootstrap: str, prefix: str, expected: int) -> list[kafka.Read]:
     reads = kafka.read_all(bootstrap, _topic(prefix), at_least=expected, timeout=60)
     assert len(reads) == expected, f"{len(reads)} events on the topic, {expected} committed"
@@ -157,14 +169,7 @@ def test_a_failed_publish_is_retried_from_the_table_not_lost(
 def test_rows_handed_to_a_replica_without_the_lease_are_published_by_the_holder(
     runtime: Runtime, kafka_bootstrap: str, unique_prefix: str
 ) -> None:
-    holder = outbox.Relay(
-        store=runtime.store,
-        outbox=runtime.tables["outbox"],
-        lease=runtime.tables["outbox_lease"],
-        publisher=runtime.publisher,
-        metrics=runtime.metrics,
-    )
-    holder.holder = "the-other-replica"
+    holder = _relay_of(runtime, "the-other-replica")
     assert holder.relay_once() == 0  # takes the lease
     order_id = new_order_id()
     with runtime.transaction() as tx:  # handed to runtime.relay, which does not hold the lease
@@ -210,14 +215,7 @@ def test_rows_acknowledged_but_not_yet_deleted_are_published_again_after_a_crash
     with runtime.transaction() as tx:
         _emit(tx, new_order_id(), 2)
     assert runtime.relay.relay_once() == 2
-    restarted = outbox.Relay(
-        store=runtime.store,
-        outbox=runtime.tables["outbox"],
-        lease=runtime.tables["outbox_lease"],
-        publisher=runtime.publisher,
-        metrics=runtime.metrics,
-        holder=runtime.relay.holder,  # the same replica, restarted: it takes its own lease back
-    )
+    restarted = _relay_of(runtime, runtime.relay.holder)  # the same replica, restarted: it takes its lease back
     assert restarted.relay_once(scan=True) == 2
     reads = _published(kafka_bootstrap, unique_prefix, 4)
     assert sorted(Counter(r.headers["ce_id"] for r in reads).values()) == [2, 2]
