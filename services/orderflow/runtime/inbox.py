@@ -49,7 +49,7 @@ def record_new(conn: Connection, inbox: sa.Table, events: Sequence[Event]) -> li
     new = [ev for key, ev in first.items() if key not in seen]
     if new:
         now = utcnow()
-        _insert(inbox).run_many(
+        sql.per_table(inbox, "insert", lambda t: t.insert()).run_many(
             conn,
             [
                 {"source": e.source, "event_id": e.id, "event_type": e.type, "order_id": e.subject, "received_at": now}
@@ -57,14 +57,3 @@ def record_new(conn: Connection, inbox: sa.Table, events: Sequence[Event]) -> li
             ],
         )
     return new
-
-
-_INSERTS: dict[sa.Table, sql.Prepared] = {}
-
-
-def _insert(inbox: sa.Table) -> sql.Prepared:
-    """The inbox INSERT of this table (each service has its own metadata, so its own table object)."""
-    found = _INSERTS.get(inbox)
-    if found is None:
-        found = _INSERTS[inbox] = sql.Prepared(inbox.insert())
-    return found

@@ -35,7 +35,7 @@ from sqlalchemy.engine import Connection
 
 from orderflow.errors import BrokerUnavailable, Retryable
 from orderflow.events import utcnow
-from orderflow.runtime import db, faults, tracing
+from orderflow.runtime import db, faults, sql, tracing
 from orderflow.runtime.backoff import Backoff
 from orderflow.runtime.db import Store
 from orderflow.runtime.metrics import Metrics
@@ -93,25 +93,31 @@ def tables(metadata: sa.MetaData) -> tuple[sa.Table, sa.Table]:
 
 
 def append(conn: Connection, outbox: sa.Table, records: Sequence[Record]) -> list[Row]:
-    """Store ``records`` for publication, inside the caller's transaction (one multi-row INSERT); return the rows
-    with their ``seq``, to hand to the relay once the transaction has committed."""
+    """Store ``records`` for publication, inside the caller's transaction; return the rows with their ``seq``, to
+    hand to the relay once the transaction has committed.
+
+    One driver-level ``INSERT ... RETURNING seq`` per record (``sql.Prepared``, compiled once): a saga burst spent
+    an eighth of inventory's and billing's time in SQLAlchemy building and running the multi-row INSERT, for the
+    one or two records a handler emits. One row per statement also keeps each ``seq`` paired with its record
+    without relying on the order a multi-row RETURNING comes back in.
+    """
     if not records:
         return []
     now = utcnow()
-    seqs = conn.execute(
-        outbox.insert().returning(outbox.c.seq, sort_by_parameter_order=True),
-        [
-            {
-                "topic": r.channel,
-                "msg_key": r.key,
-                "value": r.value or b"",
-                "headers": orjson.dumps([[k, v.decode()] for k, v in r.headers]).decode(),
-                "created_at": now,
-            }
-            for r in records
-        ],
-    ).scalars()
-    return [Row(seq, r.channel, r.key, r.value or b"", list(r.headers)) for seq, r in zip(seqs, records, strict=True)]
+    insert = sql.per_table(outbox, "insert", lambda t: t.insert().returning(t.c.seq))
+    rows = []
+    for r in records:
+        value = r.value or b""
+        params = {
+            "topic": r.channel,
+            "msg_key": r.key,
+            "value": value,
+            "headers": orjson.dumps([[k, v.decode()] for k, v in r.headers]).decode(),
+            "created_at": now,
+        }
+        seq = insert.run(conn, params).scalar_one()
+        rows.append(Row(int(seq), r.channel, r.key, value, list(r.headers)))
+    return rows
 
 
 class Relay:

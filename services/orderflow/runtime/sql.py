@@ -111,6 +111,18 @@ class Prepared:
             cursor.close()
 
 
+_PER_TABLE: dict[tuple[sa.Table, str], Prepared] = {}
+
+
+def per_table(table: sa.Table, name: str, build: Callable[[sa.Table], sa.Executable]) -> Prepared:
+    """The statement ``name`` of ``table``, built once (each service has its own metadata, so its own table object:
+    the runtime's inbox and outbox statements are made per table)."""
+    found = _PER_TABLE.get((table, name))
+    if found is None:
+        found = _PER_TABLE[(table, name)] = Prepared(build(table))
+    return found
+
+
 def lookup(
     conn: Connection, table: sa.Table, columns: Sequence[str], where_in: Mapping[str, Sequence[str]]
 ) -> list[Any]:
